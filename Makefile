@@ -1,0 +1,57 @@
+# Every entry point the README names. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup wasm wasm-check controlplane cluster cluster-down demo demo-down lint test test-unit test-cluster bench crd
+
+$(BIN)/packagestats: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/packagestats  ## a virtualenv with the package and its test tools
+
+wasm:  ## rebuild src/packagestats/parser.wasm (installs Debian's Rust-for-wasm packages if missing)
+	bash wasm/build.sh
+
+wasm-check:  ## rebuild the parser and fail if it differs from the committed one
+	bash wasm/build.sh --check
+
+controlplane: setup  ## build kube-apiserver, etcd, kubectl and helm into ~/.cache/packagestats (once)
+	$(BIN)/python hack/controlplane.py build
+
+cluster: setup  ## start a local control plane; prints `export KUBECONFIG=...`
+	@$(BIN)/python hack/controlplane.py up
+
+cluster-down:
+	@$(BIN)/python hack/controlplane.py down
+
+demo: setup  ## control plane + GitHub stand-in + operator + a sample PackageStats
+	$(BIN)/python hack/demo.py up
+
+demo-down:
+	$(BIN)/python hack/demo.py down
+
+crd: setup  ## regenerate crds/ from src/packagestats/api.py
+	$(BIN)/packagestats crd > crds/packagestats.dev_packagestats.yaml
+
+lint: setup
+	$(BIN)/ruff check src tests hack benchmarks
+	$(BIN)/mypy
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+test: setup controlplane  ## everything CI runs
+	$(MAKE) lint
+	$(MAKE) wasm-check
+	cd wasm && cargo test --quiet
+	$(BIN)/pytest tests
+
+bench: setup
+	$(BIN)/python benchmarks/parser.py
+	$(BIN)/python benchmarks/operator.py

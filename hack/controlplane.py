@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane: etcd + kube-apiserver, no kubelet (as envtest does).
+
+No registry ships kube-apiserver and no Docker engine runs here, so the binaries are built from the
+Go module proxy into a versioned cache outside the repository and reused on later runs.
+
+    python hack/controlplane.py build        # build what is missing, print the bin directory
+    python hack/controlplane.py up           # start, print `export KUBECONFIG=...`
+    python hack/controlplane.py down         # stop what `up` started, remove its files
+
+The same class serves the pytest session fixture (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+HELM_VERSION = "v3.22.0"
+
+CACHE = Path(os.environ.get("PACKAGESTATS_CACHE", Path.home() / ".cache" / "packagestats"))
+BIN_DIR = CACHE / "bin" / f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_helm-{HELM_VERSION}"
+STATE_DIR = CACHE / "cluster"  # where `up` keeps what `down` needs
+
+BINARIES = ("kube-apiserver", "kubectl", "etcd", "helm")
+
+
+def log(msg: str) -> None:
+    print(f"[controlplane] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def _go(args: list[str], cwd: Path) -> None:
+    env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0", GOTOOLCHAIN="local")
+    log(f"go {' '.join(args)}  (in {cwd})")
+    subprocess.run(["go", *args], cwd=cwd, env=env, check=True)
+
+
+def _staging_replaces(kube_version: str) -> list[str]:
+    """k8s.io/kubernetes pins its staging modules at v0.0.0 with replaces that do not apply to a
+    module that requires it: replace each with the published v0.X.Y of the same release."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{kube_version}"],
+        check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(),
+        env=dict(os.environ, GOFLAGS="-mod=mod", GO111MODULE="on"),
+    )
+    gomod = Path(json.loads(out.stdout)["GoMod"]).read_text()
+    staging_version = "v0." + kube_version.removeprefix("v1.")
+    names = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, flags=re.M)
+    if not names:
+        raise RuntimeError(f"no staging replaces found in k8s.io/kubernetes@{kube_version}")
+    return [f"replace {n} => {n} {staging_version}" for n in sorted(set(names))]
+
+
+def _build_module(name: str, require: dict[str, str], replaces: list[str],
+                  packages: dict[str, str], out_dir: Path) -> None:
+    """A throwaway wrapper module whose only job is to pin versions and `go build` main packages."""
+    src = CACHE / "src" / name
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    lines = [f"module packagestats.dev/hack/{name}", "", "go 1.26", ""]
+    lines += [f"require {mod} {ver}" for mod, ver in require.items()]
+    lines += ["", *replaces, ""]
+    (src / "go.mod").write_text("\n".join(lines))
+    imports = "\n".join(f'\t_ "{pkg}"' for pkg in packages.values())
+    (src / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+    _go(["mod", "tidy"], src)
+    tmp_out = out_dir.with_name(out_dir.name + ".partial")
+    tmp_out.mkdir(parents=True, exist_ok=True)
+    for binary, pkg in packages.items():
+        _go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp_out / binary), pkg], src)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for binary in packages:
+        os.replace(tmp_out / binary, out_dir / binary)
+    shutil.rmtree(tmp_out, ignore_errors=True)
+
+
+def build(only: list[str] | None = None) -> Path:
+    """Build the missing binaries into BIN_DIR and return it (a no-op when all are cached)."""
+    wanted = set(only or BINARIES)
+    missing = {b for b in wanted if not (BIN_DIR / b).exists()}
+    if not missing:
+        return BIN_DIR
+    if shutil.which("go") is None:
+        raise RuntimeError("`go` is not on PATH: it is needed once to build the control plane")
+    start = time.monotonic()
+    if missing & {"kube-apiserver", "kubectl"}:
+        _build_module(
+            "kubernetes",
+            {"k8s.io/kubernetes": KUBERNETES_VERSION},
+            _staging_replaces(KUBERNETES_VERSION),
+            {b: f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kubectl") if b in missing},
+            BIN_DIR,
+        )
+    if "etcd" in missing:
+        _build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
+                      {"etcd": "go.etcd.io/etcd/server/v3"}, BIN_DIR)
+    if "helm" in missing:
+        _build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
+                      {"helm": "helm.sh/helm/v3/cmd/helm"}, BIN_DIR)
+    log(f"built {sorted(missing)} in {time.monotonic() - start:.0f}s into {BIN_DIR}")
+    return BIN_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# Certificates
+
+
+def _certs(d: Path) -> None:
+    """A CA, the apiserver's serving cert, an admin client cert in system:masters, and the
+    service-account signing key pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def write_key(path: Path, k: ec.EllipticCurvePrivateKey) -> None:
+        path.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+        path.chmod(0o600)
+
+    def name(cn: str, org: str | None = None) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        if org:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+        return x509.Name(attrs)
+
+    ca_key = key()
+    ca = (x509.CertificateBuilder().subject_name(name("packagestats-test-ca"))
+          .issuer_name(name("packagestats-test-ca")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=7))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    (d / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(stem: str, subject: x509.Name, usage: x509.ObjectIdentifier,
+             sans: list[x509.GeneralName] | None = None) -> None:
+        k = key()
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
+             .public_key(k.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=7))
+             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        (d / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(d / f"{stem}.key", k)
+
+    leaf("apiserver", name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH,
+         [x509.DNSName("localhost"), x509.DNSName("kubernetes.default.svc"),
+          x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+          x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+    leaf("admin", name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+    sa = key()
+    write_key(d / "sa.key", sa)
+    (d / "sa.pub").write_bytes(sa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _kubeconfig(server: str, d: Path) -> str:
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: {server}
+    certificate-authority: {d / 'ca.crt'}
+users:
+- name: admin
+  user:
+    client-certificate: {d / 'admin.crt'}
+    client-key: {d / 'admin.key'}
+contexts:
+- name: local
+  context: {{cluster: local, user: admin, namespace: default}}
+current-context: local
+"""
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver on free loopback ports, in a directory of their own."""
+
+    workdir: Path
+    bin_dir: Path = BIN_DIR
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    server: str = ""
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def start(self, timeout: float = 120.0) -> ControlPlane:
+        t0 = time.monotonic()
+        d = self.workdir
+        (d / "pki").mkdir(parents=True, exist_ok=True)
+        _certs(d / "pki")
+        etcd_client, etcd_peer, secure = _free_port(), _free_port(), _free_port()
+        self._spawn("etcd", [
+            str(self.bin_dir / "etcd"),
+            "--data-dir", str(d / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",  # throwaway test data: durability buys nothing but slowness
+            "--log-level", "warn",
+        ])
+        self._wait(f"http://127.0.0.1:{etcd_client}/health", t0 + timeout, "etcd")
+        pki = d / "pki"
+        self.server = f"https://127.0.0.1:{secure}"
+        self._spawn("kube-apiserver", [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={secure}",
+            f"--cert-dir={d / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--v=0",
+        ])
+        self.kubeconfig.write_text(_kubeconfig(self.server, pki))
+        self._wait(f"{self.server}/readyz", t0 + timeout, "kube-apiserver")
+        log(f"control plane ready at {self.server} in {time.monotonic() - t0:.1f}s")
+        return self
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        (self.workdir / f"{name}.pid").write_text(str(self.procs[name].pid))
+
+    def _wait(self, url: str, deadline: float, name: str) -> None:
+        ctx: ssl.SSLContext | None = None
+        if url.startswith("https"):
+            pki = self.workdir / "pki"
+            ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+            ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        last = ""
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                    if r.status == 200:
+                        return
+            except Exception as e:  # noqa: BLE001 - not up yet, keep polling
+                last = str(e)
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready at {url}: {last}")
+
+    def stop(self) -> None:
+        # The apiserver first, so that it does not log a storm of etcd errors.
+        for name in ("kube-apiserver", "etcd"):
+            proc = self.procs.pop(name, None)
+            if proc is not None:
+                _terminate(proc.pid, proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc is not None:
+            if proc.poll() is not None:
+                return
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        if proc is not None:
+            proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: `make cluster` / `make cluster-down`
+
+
+def _down() -> None:
+    if not STATE_DIR.exists():
+        log("no control plane is running")
+        return
+    for name in ("kube-apiserver", "etcd"):
+        pid_file = STATE_DIR / f"{name}.pid"
+        if pid_file.exists():
+            _terminate(int(pid_file.read_text()))
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    log("stopped")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["build", "up", "down", "bin-dir"])
+    args = p.parse_args()
+    if args.command == "bin-dir":
+        print(BIN_DIR)
+    elif args.command == "build":
+        print(build())
+    elif args.command == "up":
+        _down()
+        build()
+        cp = ControlPlane(STATE_DIR)
+        try:
+            cp.start()
+        except BaseException:
+            cp.stop()
+            raise
+        # The processes live on in their own sessions; `down` stops them by their pid files.
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"export PATH={BIN_DIR}:$PATH")
+    else:
+        _down()
+
+
+if __name__ == "__main__":
+    main()

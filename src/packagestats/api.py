@@ -1,0 +1,202 @@
+"""The PackageStats API: pydantic models of spec and status.
+
+These models are the one truth of the resource: `packagestats.crd` generates the CRD's OpenAPI schema
+from them (patterns, bounds, CEL rules and list semantics ride along as JSON-schema extras), and a test
+checks that `crds/` holds exactly what they generate.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "packagestats.dev"
+VERSION = "v1alpha1"
+KIND = "PackageStats"
+PLURAL = "packagestats"
+SINGULAR = "packagestats"
+SHORT_NAMES = ["pkgstats"]
+CATEGORIES = ["packagestats", "github"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+FIELD_MANAGER = "packagestats"
+FINALIZER = f"{GROUP}/finalizer"
+REQUESTED_AT_ANNOTATION = f"{GROUP}/requestedAt"
+BADGE_ANNOTATION = f"{GROUP}/badge"
+
+PackageType = Literal["container", "npm", "maven", "nuget", "rubygems"]
+PACKAGE_TYPES: tuple[PackageType, ...] = ("container", "npm", "maven", "nuget", "rubygems")
+
+# GitHub logins: alphanumerics and single inner hyphens, at most 39 characters.
+OWNER_PATTERN = r"^[A-Za-z0-9](-?[A-Za-z0-9])*$"
+# Package names across registries (container `a/b`, maven `com.example.lib`, nuget `My.Lib`, npm, gems):
+# path segments of alphanumerics, `.`, `_`, `-`, joined by single `/`.
+PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$"
+REPOSITORY_PATTERN = r"^([A-Za-z0-9](-?[A-Za-z0-9])*/)?[A-Za-z0-9._-]+$"
+# Go-style durations limited to hours, minutes and seconds (`1h`, `30m`, `1h30m`).
+INTERVAL_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+MIN_INTERVAL = "1m"
+MAX_PACKAGES = 200
+
+
+def _cel(rule: str, message: str) -> dict[str, Any]:
+    return {"rule": rule, "message": message}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# ---------------------------------------------------------------------------------------------- spec
+
+
+class PackageRef(_Model):
+    """One package to track."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        _cel("self.type != 'container' || self.name == self.name.lowerAscii()",
+             "container package names are lowercase"),
+    ]})
+
+    name: str = Field(
+        min_length=1, max_length=214, pattern=PACKAGE_NAME_PATTERN,
+        description="The package name as GitHub shows it (may contain `/`).",
+    )
+    type: PackageType = Field("container", description="The package type.")
+    repository: str | None = Field(
+        None, max_length=140, pattern=REPOSITORY_PATTERN,
+        description="The repository the package is linked to (`repo` or `owner/repo`), if any.",
+    )
+
+
+class PackageStatsSpec(_Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        _cel("!has(self.packages) || self.packages.all(p, !has(p.repository) || !p.repository.contains('/')"
+             " || p.repository.lowerAscii().startsWith(self.owner.lowerAscii() + '/'))",
+             "a package's repository must belong to spec.owner"),
+    ]})
+
+    owner: str = Field(
+        min_length=1, max_length=39, pattern=OWNER_PATTERN,
+        description="The GitHub user or organization that owns the packages.",
+    )
+    packages: list[PackageRef] = Field(
+        default_factory=list, max_length=MAX_PACKAGES,
+        description="The packages to track; empty: every public package of the owner.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type", "name"]},
+    )
+    interval: str = Field(
+        "1h", max_length=32, pattern=INTERVAL_PATTERN,
+        description=f"How often to scrape, as a Go duration of h/m/s, at least {MIN_INTERVAL}.",
+        json_schema_extra={"x-kubernetes-validations": [
+            _cel(f"duration(self) >= duration('{MIN_INTERVAL}')", f"interval must be at least {MIN_INTERVAL}"),
+            _cel("duration(self) <= duration('168h')", "interval must be at most 168h"),
+        ]},
+    )
+    suspend: bool = Field(False, description="Stop scraping while true; the last values stay.")
+
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go-style duration restricted to h, m and s (the CRD's pattern)."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    total, number = 0.0, ""
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            raise ValueError(f"invalid duration {text!r}")
+    if number or not text:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
+
+# -------------------------------------------------------------------------------------------- status
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled"]
+
+
+class Condition(_Model):
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(max_length=32768)
+    last_transition_time: datetime.datetime
+    observed_generation: int | None = Field(None, ge=0)
+
+
+class DailyCount(_Model):
+    date: datetime.date
+    count: int = Field(ge=0)
+
+
+class HistoryPoint(_Model):
+    """The total at the last scrape of a UTC day."""
+
+    date: datetime.date
+    downloads: int = Field(ge=0)
+
+
+class VersionDownloads(_Model):
+    id: str | None = None
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    downloads: int = Field(ge=0)
+
+
+class PackageStatus(_Model):
+    name: str
+    type: PackageType
+    repository: str | None = None
+    url: str | None = Field(None, description="The page the counts were read from.")
+    downloads: int | None = Field(None, ge=0, description="Exact total downloads, from the last good scrape.")
+    approximate: bool = Field(False, description="True when the page only gave an abbreviated total.")
+    last_scrape_time: datetime.datetime | None = Field(None, description="Time of the last good scrape.")
+    last_published: datetime.datetime | None = None
+    error: str | None = Field(None, description="Why the latest scrape failed; absent when it succeeded.")
+    daily: list[DailyCount] = Field(
+        default_factory=list, description="Downloads per day over the last 30 days, as the page shows them.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    versions: list[VersionDownloads] = Field(
+        default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    history: list[HistoryPoint] = Field(
+        default_factory=list, description="This package's total, one point per UTC day.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+
+
+class PackageStatsStatus(_Model):
+    observed_generation: int | None = None
+    last_handled_requested_at: str | None = Field(
+        None, max_length=256,
+        description=f"The value of the {REQUESTED_AT_ANNOTATION} annotation last acted upon.",
+    )
+    total_downloads: int | None = Field(None, ge=0)
+    last_scrape_time: datetime.datetime | None = None
+    packages: list[PackageStatus] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type", "name"]},
+    )
+    history: list[HistoryPoint] = Field(
+        default_factory=list, description="The total of all packages, one point per UTC day.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+    def condition(self, type_: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+

@@ -1,0 +1,70 @@
+"""Every PACKAGESTATS_* setting of the operator, typed, in one place.
+
+Settings come from the environment (the Helm chart sets them from its values). They are read once,
+at start-up, and passed down; nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PACKAGESTATS_", frozen=True, extra="ignore")
+
+    # GitHub
+    github_url: str = Field("https://github.com", description="Base URL of GitHub's web pages.")
+    github_token: SecretStr | None = Field(
+        None, description="Optional token sent as a bearer token; set it from a Secret, never from a resource."
+    )
+    user_agent: str = Field("packagestats (+https://packagestats.dev)", description="HTTP User-Agent.")
+
+    # Fetching
+    max_concurrency: int = Field(8, ge=1, le=256, description="Page fetches in flight, in all.")
+    max_concurrency_per_host: int = Field(4, ge=1, le=64, description="Page fetches in flight per host.")
+    request_timeout_seconds: float = Field(20.0, gt=0, le=300, description="Timeout of one request.")
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024, ge=64 * 1024, description="Larger pages are refused (bytes)."
+    )
+    retries: int = Field(3, ge=0, le=10, description="Retries on 5xx and timeouts, with backoff.")
+    backoff_seconds: float = Field(1.0, ge=0, le=60, description="First backoff; doubles per retry.")
+    max_cooldown_seconds: float = Field(
+        900.0, ge=1, description="Upper bound of a 429 cooldown, whatever Retry-After says."
+    )
+    max_version_pages: int = Field(
+        3, ge=0, le=100, description="Versions-list pages read per package (0: only the package page)."
+    )
+    max_listing_pages: int = Field(
+        10, ge=1, le=100, description="Owner listing pages read when spec.packages is empty."
+    )
+
+    # The wasm sandbox
+    wasm_fuel: int = Field(2_000_000_000, ge=1_000_000, description="Fuel (instructions) per parse.")
+    wasm_memory_bytes: int = Field(
+        256 * 1024 * 1024, ge=2 * 1024 * 1024, description="Linear memory limit per parse (bytes)."
+    )
+    wasm_timeout_seconds: float = Field(5.0, gt=0, le=120, description="Wall-clock limit per parse.")
+    cache_dir: Path | None = Field(
+        Path("/tmp/packagestats-cache"),
+        description="Where the compiled parser module is cached; empty disables the cache.",
+    )
+
+    # Status
+    history_days: int = Field(400, ge=1, le=3660, description="Daily points of the total kept in status.")
+    max_versions_in_status: int = Field(
+        20, ge=0, le=200, description="Per-version download rows kept in status, per package."
+    )
+
+    # Serving
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Port of Prometheus metrics (0: off).")
+    health_port: int = Field(8081, ge=0, le=65535, description="Port of the /healthz probe (0: off).")
+    namespaces: str = Field(
+        "", description="Comma-separated namespaces to watch; empty: the whole cluster."
+    )
+
+
+def load() -> Settings:
+    return Settings()
