@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
@@ -98,6 +99,16 @@ def _build_module(name: str, require: dict[str, str], replaces: list[str],
 def build(only: list[str] | None = None) -> Path:
     """Build the missing binaries into BIN_DIR and return it (a no-op when all are cached)."""
     wanted = set(only or BINARIES)
+    if all((BIN_DIR / b).exists() for b in wanted):
+        return BIN_DIR
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "build.lock", "w") as lock:
+        # Another process may be building the same binaries: wait for it rather than race it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_missing(wanted)
+
+
+def _build_missing(wanted: set[str]) -> Path:
     missing = {b for b in wanted if not (BIN_DIR / b).exists()}
     if not missing:
         return BIN_DIR
@@ -134,7 +145,7 @@ def _certs(d: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -308,7 +319,7 @@ class ControlPlane:
         for name in ("kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                _terminate(proc.pid, proc)
+                terminate(proc.pid, proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ControlPlane:
@@ -318,7 +329,7 @@ class ControlPlane:
         self.stop()
 
 
-def _terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+def terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -346,14 +357,14 @@ def _terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
 # Command line: `make cluster` / `make cluster-down`
 
 
-def _down() -> None:
+def down() -> None:
     if not STATE_DIR.exists():
         log("no control plane is running")
         return
     for name in ("kube-apiserver", "etcd"):
         pid_file = STATE_DIR / f"{name}.pid"
         if pid_file.exists():
-            _terminate(int(pid_file.read_text()))
+            terminate(int(pid_file.read_text()))
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     log("stopped")
 
@@ -367,7 +378,7 @@ def main() -> None:
     elif args.command == "build":
         print(build())
     elif args.command == "up":
-        _down()
+        down()
         build()
         cp = ControlPlane(STATE_DIR)
         try:
@@ -379,7 +390,7 @@ def main() -> None:
         print(f"export KUBECONFIG={cp.kubeconfig}")
         print(f"export PATH={BIN_DIR}:$PATH")
     else:
-        _down()
+        down()
 
 
 if __name__ == "__main__":

@@ -126,7 +126,9 @@ ConditionType = Literal["Ready", "Reconciling", "Stalled"]
 
 
 class Condition(_Model):
-    type: ConditionType
+    # Any type: other controllers may add their own conditions; the map list keeps them apart.
+    type: str = Field(max_length=316, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                                             r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
     status: ConditionStatus
     reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     message: str = Field(max_length=32768)

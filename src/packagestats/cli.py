@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from packagestats import api
 from packagestats.settings import Settings, load
@@ -35,7 +35,7 @@ def _run(settings: Settings, verbose: bool) -> int:
     return 0
 
 
-def _parse(settings: Settings, path: Path, kind: str) -> int:
+def _parse(settings: Settings, path: Path, kind: Literal["package", "versions", "listing"]) -> int:
     from packagestats.sandbox import ParserError, Sandbox
 
     try:
@@ -44,7 +44,7 @@ def _parse(settings: Settings, path: Path, kind: str) -> int:
         print(f"packagestats: cannot read {path}: {e.strerror}", file=sys.stderr)
         return 2
     try:
-        result = Sandbox.from_settings(settings).parse(page, kind)  # type: ignore[arg-type]
+        result = Sandbox.from_settings(settings).parse(page, kind)
     except ParserError as e:
         print(f"packagestats: {path}: {e.reason}", file=sys.stderr)
         return 1
@@ -62,7 +62,7 @@ async def _scrape(settings: Settings, target: str, type_: str, repository: str |
     if not owner or not name:
         print("packagestats: expected OWNER/PACKAGE", file=sys.stderr)
         return 2
-    ref = api.PackageRef(name=name, type=type_, repository=repository)  # type: ignore[arg-type]
+    ref = api.PackageRef(name=name, type=type_, repository=repository)
     async with GitHubClient(settings) as github:
         outcome = await Scraper(settings, github, Sandbox.from_settings(settings)).scrape_package(owner, ref)
     if isinstance(outcome, Failure):

@@ -36,9 +36,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], keep_defaults: bool) ->
     if "const" in node:
         out["enum"] = [node["const"]]
     for key, value in node.items():
-        if key in _KEEP and (keep_defaults or key != "default") and value is not None:
-            out[key] = value
-        elif key.startswith("x-kubernetes-"):
+        kept = key in _KEEP and (keep_defaults or key != "default") and value is not None
+        if kept or key.startswith("x-kubernetes-"):
             out[key] = value
     if "properties" in node:
         out["type"] = "object"

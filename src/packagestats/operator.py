@@ -9,6 +9,7 @@ nothing, so kopf keeps no per-handler progress to store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -87,18 +88,17 @@ def _now() -> datetime.datetime:
 
 
 @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=5.0, initial_delay=0)
-async def scrape_loop(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, memo: kopf.Memo,
+async def scrape_loop(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str | None, memo: kopf.Memo,
                       stopped: kopf.DaemonStopped, **_: Any) -> None:
+    namespace = namespace or "default"  # the resource is namespaced: kopf always gives one
     state = _state(memo)
     scraper: Scraper = memo["scraper"]
     writer: kube.StatusWriter = memo["writer"]
     while not stopped:
         state.wake.clear()
         timeout = await _step(body, meta, name, namespace, state, scraper, writer)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.wake.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
 
 
 async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, state: ResourceState,
@@ -142,7 +142,7 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
         kube.post(body, result.events)
     except asyncio.CancelledError:
         raise
-    except Exception as e:  # noqa: BLE001 - the daemon must live on; the next interval retries
+    except Exception as e:
         log.exception("%s/%s: scrape failed", namespace, name)
         kube.post(body, [status.Event("Warning", "ScrapeError", f"scrape failed: {type(e).__name__}: {e}")])
         state.status = None  # re-read from the watched object next time

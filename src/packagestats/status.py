@@ -120,7 +120,8 @@ def _summary(parts: list[str]) -> str:
 def reconciling(prev: PackageStatsStatus | None, generation: int, now: datetime.datetime) -> PackageStatsStatus:
     """The status to apply when a scrape of a new generation starts: Reconciling=True, all else kept."""
     base = prev or PackageStatsStatus()
-    conditions = [c for c in base.conditions if c.type != "Reconciling"]
+    # Only our own condition types: applying another manager's would take co-ownership of it.
+    conditions = [c for c in base.conditions if c.type in ("Ready", "Stalled")]
     conditions.append(_condition(prev, "Reconciling", "True", "Scraping",
                                  f"Scraping for generation {generation}", now, generation))
     if base.condition("Ready") is None:
@@ -131,7 +132,7 @@ def reconciling(prev: PackageStatsStatus | None, generation: int, now: datetime.
 
 def _ordered(conditions: list[Condition]) -> list[Condition]:
     order = {"Ready": 0, "Reconciling": 1, "Stalled": 2}
-    return sorted(conditions, key=lambda c: order[c.type])
+    return sorted(conditions, key=lambda c: order.get(c.type, len(order)))
 
 
 def build(

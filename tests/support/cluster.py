@@ -50,7 +50,9 @@ class Cluster:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def api_client(self) -> kubernetes.client.ApiClient:
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
+            config_file=str(self.kubeconfig))
+        return client
 
 
 @contextmanager
