@@ -237,8 +237,13 @@ class ControlPlane:
 
     workdir: Path
     bin_dir: Path = BIN_DIR
+    audit: bool = False  # log every request (metadata only) to audit.log, for counting API calls
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     server: str = ""
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
 
     @property
     def kubeconfig(self) -> Path:
@@ -264,8 +269,15 @@ class ControlPlane:
         self._wait(f"http://127.0.0.1:{etcd_client}/health", t0 + timeout, "etcd")
         pki = d / "pki"
         self.server = f"https://127.0.0.1:{secure}"
+        audit: list[str] = []
+        if self.audit:
+            policy = d / "audit-policy.yaml"
+            policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+                              "rules:\n- level: Metadata\n")
+            audit = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                     "--audit-log-mode=blocking"]
         self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
+            str(self.bin_dir / "kube-apiserver"), *audit,
             f"--etcd-servers=http://127.0.0.1:{etcd_client}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
             f"--secure-port={secure}",

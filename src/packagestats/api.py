@@ -165,6 +165,7 @@ class PackageStatus(_Model):
     last_scrape_time: datetime.datetime | None = Field(None, description="Time of the last good scrape.")
     last_published: datetime.datetime | None = None
     error: str | None = Field(None, description="Why the latest scrape failed; absent when it succeeded.")
+    error_reason: str | None = Field(None, description="The reason of `error` in one CamelCase word.")
     daily: list[DailyCount] = Field(
         default_factory=list, description="Downloads per day over the last 30 days, as the page shows them.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},

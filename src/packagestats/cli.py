@@ -1,4 +1,4 @@
-"""The `packagestats` console script: run, parse, scrape, crd."""
+"""The `packagestats` console script: run, parse, scrape, history, crd."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from packagestats import api
 from packagestats.settings import Settings, load
@@ -81,6 +81,43 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not serializable: {type(value).__name__}")
 
 
+def _current_namespace() -> str:
+    import kubernetes
+
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts()
+        return str(active["context"].get("namespace") or "default")
+    except (kubernetes.config.ConfigException, KeyError, TypeError):
+        return "default"  # in a pod, or no kubeconfig: as kubectl does
+
+
+def _history(name: str, namespace: str | None, output: str, plot: Path | None) -> int:
+    import kubernetes
+
+    from packagestats import history, kube
+
+    namespace = namespace or _current_namespace()
+    with kube.new_api_client() as client:
+        try:
+            obj = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name))
+        except kubernetes.client.ApiException as e:
+            reason = "not found" if e.status == 404 else f"{e.status} {e.reason}"
+            print(f"packagestats: {api.PLURAL}/{name} in namespace {namespace}: {reason}", file=sys.stderr)
+            return 1
+    series = history.Series.from_object(obj)
+    render = {"table": history.table, "json": history.as_json, "csv": history.as_csv}[output]
+    sys.stdout.write(render(series))
+    if plot is not None:
+        try:
+            history.plot(series, plot)
+        except (ValueError, RuntimeError) as e:
+            print(f"packagestats: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {plot}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="packagestats", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     scrape.add_argument("target", metavar="OWNER/PACKAGE")
     scrape.add_argument("--type", default="container", choices=list(api.PACKAGE_TYPES))
     scrape.add_argument("--repository")
+    hist = sub.add_parser("history", help="a resource's downloads over time, from the cluster")
+    hist.add_argument("name")
+    hist.add_argument("-n", "--namespace")
+    hist.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
+    hist.add_argument("--plot", type=Path, metavar="FILE", help="also write a chart (.png or .svg)")
     sub.add_parser("crd", help="print the CustomResourceDefinition")
     args = parser.parse_args(argv)
 
@@ -101,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(crd.render())
         return 0
+    if args.command == "history":
+        return _history(args.name, args.namespace, args.output, args.plot)
     settings = load()
     if args.command == "run":
         return _run(settings, args.verbose)

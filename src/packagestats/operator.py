@@ -19,8 +19,9 @@ from typing import Any
 import kopf
 import pydantic
 
-from packagestats import api, kube, status
+from packagestats import api, kube, status, web
 from packagestats.github import GitHubClient
+from packagestats.metrics import Metrics, Observations
 from packagestats.reconcile import Scraper
 from packagestats.sandbox import Sandbox
 from packagestats.settings import Settings
@@ -61,10 +62,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     github = GitHubClient(config)
     sandbox = Sandbox.from_settings(config)
     client = kube.new_api_client()
-    memo["scraper"] = Scraper(config, github, sandbox)
+    observations = Observations()
+    metrics = Metrics(observations, config.max_versions_in_status)
+    metrics.cooldown.set_function(github.cooldown_remaining)
+
+    def observe_parse(kind: str, seconds: float, fuel: int) -> None:
+        metrics.parser_duration.labels(kind).observe(seconds)
+        metrics.parser_fuel.labels(kind).observe(fuel)
+
+    memo["scraper"] = Scraper(config, github, sandbox, observe_parse)
     memo["writer"] = kube.StatusWriter(client)
     memo["github"] = github
     memo["api_client"] = client
+    memo["observations"] = observations
+    memo["metrics"] = metrics
+    if config.metrics_port:
+        memo["web"] = await web.start(metrics, observations, config.metrics_port)
 
 
 @kopf.on.cleanup(registry=registry)
@@ -75,12 +88,18 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     client = memo.get("api_client")
     if client is not None:
         client.close()
+    runner = memo.get("web")
+    if runner is not None:
+        await runner.cleanup()
 
 
 @kopf.on.event(*RESOURCE, registry=registry)
-async def wake(memo: kopf.Memo, **_: Any) -> None:
+async def wake(memo: kopf.Memo, name: str, namespace: str | None, annotations: kopf.Annotations,
+               **_: Any) -> None:
     # Every change of the object lets the daemon re-check what is due; it does nothing when nothing is.
     _state(memo).wake.set()
+    observations: Observations = memo["observations"]
+    observations.set_badge((namespace or "", name), annotations.get(api.BADGE_ANNOTATION) == "true")
 
 
 def _now() -> datetime.datetime:
@@ -94,15 +113,27 @@ async def scrape_loop(body: kopf.Body, meta: kopf.Meta, name: str, namespace: st
     state = _state(memo)
     scraper: Scraper = memo["scraper"]
     writer: kube.StatusWriter = memo["writer"]
-    while not stopped:
-        state.wake.clear()
-        timeout = await _step(body, meta, name, namespace, state, scraper, writer)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.wake.wait(), timeout=timeout)
+    observations: Observations = memo["observations"]
+    metrics: Metrics = memo["metrics"]
+    key = (namespace, name)
+    owner = str((body.get("spec") or {}).get("owner", ""))
+    observations.update(key, owner, api.PackageStatsStatus.model_validate(body.get("status") or {}))
+    observations.set_badge(key, (meta.get("annotations") or {}).get(api.BADGE_ANNOTATION) == "true")
+    try:
+        while not stopped:
+            state.wake.clear()
+            timeout = await _step(body, meta, name, namespace, state, scraper, writer, observations, metrics)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wake.wait(), timeout=timeout)
+    finally:
+        # Deleted (or the operator stops): its series and badge go with it.
+        observations.forget(key)
+        metrics.forget(key)
 
 
 async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, state: ResourceState,
-                scraper: Scraper, writer: kube.StatusWriter) -> float | None:
+                scraper: Scraper, writer: kube.StatusWriter, observations: Observations,
+                metrics: Metrics) -> float | None:
     """Scrape if due; return how long to sleep until the next check (None: until woken)."""
     generation = int(meta.get("generation") or 0)
     if state.status is None:
@@ -134,12 +165,16 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
             reconciling = status.reconciling(prev, generation, _now())
             await writer.apply(namespace, name, reconciling)
             prev = reconciling
+        started = time.monotonic()
         result = await scraper.scrape(spec, prev, generation=generation,
                                       requested_at=requested if requested_new else None)
         if result.status != prev:
             await writer.apply(namespace, name, result.status)
         state.status = result.status
         kube.post(body, result.events)
+        observations.update((namespace, name), spec.owner, result.status)
+        failed = [(p.name, p.type, p.error_reason or "Unknown") for p in result.status.packages if p.error]
+        metrics.record_scrape((namespace, name), spec.owner, result.status, time.monotonic() - started, failed)
     except asyncio.CancelledError:
         raise
     except Exception as e:

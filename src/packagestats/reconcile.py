@@ -9,10 +9,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from packagestats import pages, status
-from packagestats.api import PACKAGE_TYPES, PackageRef, PackageStatsSpec, PackageStatsStatus, VersionDownloads
+from packagestats.api import (
+    PACKAGE_TYPES,
+    DailyCount,
+    PackageRef,
+    PackageStatsSpec,
+    PackageStatsStatus,
+    VersionDownloads,
+)
 from packagestats.github import FetchError, GitHubClient
 from packagestats.sandbox import LimitExceeded, NoCountError, ParserError, Sandbox
 from packagestats.settings import Settings
@@ -27,14 +35,20 @@ _FETCH_REASONS = {
 }
 
 
+ParseObserver = Callable[[str, float, int], None]  # (kind, seconds, fuel)
+
+
 @dataclass(frozen=True)
 class Scraper:
     settings: Settings
     github: GitHubClient
     sandbox: Sandbox
+    observe_parse: ParseObserver | None = None
 
     async def _parse(self, body: bytes, kind: pages.Kind) -> pages.Page:
         result = await asyncio.to_thread(self.sandbox.parse, body, kind)
+        if self.observe_parse is not None:
+            self.observe_parse(kind, result.seconds, result.fuel_consumed)
         return result.page
 
     async def discover(self, owner: str) -> list[PackageRef]:
@@ -68,7 +82,7 @@ class Scraper:
                 versions = await self._versions(url, page.versions_page_count) or versions
             return status.Scraped(
                 url=url, downloads=page.downloads, approximate=page.approximate,
-                daily=[status.DailyCount(date=d.date, count=d.count) for d in page.daily],
+                daily=[DailyCount(date=d.date, count=d.count) for d in page.daily],
                 versions=versions, last_published=page.last_published,
             )
         except FetchError as e:

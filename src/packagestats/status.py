@@ -83,8 +83,9 @@ def _package(ref: PackageRef, prev: PackageStatus | None, outcome: Outcome, now:
     if isinstance(outcome, Failure):
         if prev is None:
             return PackageStatus(name=ref.name, type=ref.type, repository=ref.repository,
-                                 url=outcome.url, error=outcome.message)
-        return prev.model_copy(update={"error": outcome.message, "repository": ref.repository})
+                                 url=outcome.url, error=outcome.message, error_reason=outcome.reason)
+        return prev.model_copy(update={"error": outcome.message, "error_reason": outcome.reason,
+                                       "repository": ref.repository})
     return PackageStatus(
         name=ref.name,
         type=ref.type,

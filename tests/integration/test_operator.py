@@ -37,8 +37,8 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="module")
 def operator_log(crd: Cluster, github: FakeGitHub) -> Iterator[Path]:
-    with running_operator(crd.kubeconfig, github.base_url) as log:
-        yield log
+    with running_operator(crd.kubeconfig, github.base_url) as op:
+        yield op.log
 
 
 def ready(kube: Cluster, namespace: str, name: str, log: Path, timeout: float = 30.0,

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,10 +30,16 @@ TEST_SETTINGS = {
 }
 
 
+@dataclass(frozen=True)
+class OperatorProcess:
+    log: Path
+    pid: int
+
+
 @contextmanager
 def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, str] | None = None,
-                     ) -> Iterator[Path]:
-    """Start `packagestats run`; yield its log file; stop it (SIGTERM, as Kubernetes would)."""
+                     ) -> Iterator[OperatorProcess]:
+    """Start `packagestats run`; yield its pid and log file; stop it (SIGTERM, as Kubernetes would)."""
     workdir = Path(tempfile.mkdtemp(prefix="packagestats-op-"))
     log_path = workdir / "operator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKAGESTATS_")}
@@ -45,7 +52,7 @@ def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, 
         proc = subprocess.Popen([str(script), "run"], stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL)
     try:
-        yield log_path
+        yield OperatorProcess(log_path, proc.pid)
     finally:
         proc.terminate()
         try:

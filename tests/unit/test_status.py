@@ -52,6 +52,7 @@ def test_failure_keeps_last_good_values_and_says_why() -> None:
     s = r.status
     app = s.packages[0]
     assert app.downloads == 10 and app.last_scrape_time == T0 and app.error == "404 at http://gh/a"
+    assert app.error_reason == "NotFound"
     assert app.versions == good.packages[0].versions
     assert s.total_downloads == 15
     assert cond(s, "Ready") == ("False", "PartiallyFailed")
