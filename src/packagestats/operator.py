@@ -48,6 +48,12 @@ def _state(memo: kopf.Memo) -> ResourceState:
     return state
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Our own registry does not get kopf's default login handlers: in-cluster config or the kubeconfig.
+    return kopf.login_via_client(**kwargs)
+
+
 @kopf.on.startup(registry=registry)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Settings = memo["config"]

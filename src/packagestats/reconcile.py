@@ -22,7 +22,7 @@ from packagestats.api import (
     VersionDownloads,
 )
 from packagestats.github import FetchError, GitHubClient
-from packagestats.sandbox import LimitExceeded, NoCountError, ParserError, Sandbox
+from packagestats.sandbox import Kind, LimitExceeded, NoCountError, ParserError, Sandbox
 from packagestats.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Scraper:
     sandbox: Sandbox
     observe_parse: ParseObserver | None = None
 
-    async def _parse(self, body: bytes, kind: pages.Kind) -> pages.Page:
+    async def _parse(self, body: bytes, kind: Kind) -> pages.Page:
         result = await asyncio.to_thread(self.sandbox.parse, body, kind)
         if self.observe_parse is not None:
             self.observe_parse(kind, result.seconds, result.fuel_consumed)

@@ -102,7 +102,7 @@ def test_versions_and_discovery(crd: Cluster, namespace: str, github: FakeGitHub
     assert set(pkgs) == {("container", "tools/cli"), ("npm", "lib")}
     assert obj["status"]["totalDownloads"] == 123456 + 77
     cli = pkgs[("container", "tools/cli")]
-    assert cli["downloads"] == 123456 and cli["repository"] == "cli"
+    assert cli["downloads"] == 123456 and cli["repository"] == "gen-org/cli"
     assert [d["count"] for d in cli["daily"]] == list(range(30))
     expected = {v.tags[0]: v.downloads for v in make_versions(4)}
     assert {v["tags"][0]: v["downloads"] for v in cli["versions"]} == expected
