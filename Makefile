@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup wasm wasm-check controlplane cluster cluster-down demo demo-down lint test test-unit test-cluster bench crd
+.PHONY: setup wasm wasm-check controlplane cluster cluster-down demo demo-down lint test test-unit bench fuzz crd
 
 $(BIN)/packagestats: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,7 @@ demo-down:
 
 crd: setup  ## regenerate crds/ from src/packagestats/api.py
 	$(BIN)/packagestats crd > crds/packagestats.dev_packagestats.yaml
+	cp crds/packagestats.dev_packagestats.yaml charts/packagestats/crds/
 
 lint: setup
 	$(BIN)/ruff check src tests hack benchmarks
@@ -49,9 +50,13 @@ test-unit: setup
 test: setup controlplane  ## everything CI runs
 	$(MAKE) lint
 	$(MAKE) wasm-check
-	cd wasm && cargo test --quiet
+	cd wasm && cargo clippy --quiet --all-targets --locked -- -D warnings && cargo test --quiet --locked
 	$(BIN)/pytest tests
 
-bench: setup
+bench: setup  ## benchmarks/parser.py and benchmarks/operator.py (figures, no assertions)
 	$(BIN)/python benchmarks/parser.py
 	$(BIN)/python benchmarks/operator.py
+
+fuzz:  ## a million inputs through all three page parsers (cargo-fuzz, installed if missing)
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	bash wasm/fuzz/run.sh 1000000

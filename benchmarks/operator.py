@@ -13,16 +13,21 @@ Targets: 1,000 packages in 100 resources all Ready in <= 20 s, RSS <= 200 MB, th
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
-from collections import Counter
-from pathlib import Path
-from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path, and its name would shadow the standard
+# library's `operator` for every module imported after this line.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "hack"), str(REPO)]

@@ -1,0 +1,186 @@
+"""Benchmark of the page parser on a ~240 KB package page; prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/parser.py [--runs N] [--compile-runs N]
+
+(a) native: the parser crate built for the host (`wasm/examples/bench.rs`, rustup's cargo), timing
+    its own loop of parse + JSON;
+(b) the sandbox: `Sandbox.parse` with the module compiled once (a fresh store, temp dirs, limits,
+    model validation per call);
+(c) the sandbox compiling the module for every call (new Engine + Module, no disk cache).
+Targets: (b) <= 5 ms and <= 2x (a); (c)/(b) >= 20.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this folder comes first on sys.path, where benchmarks/operator.py would shadow the
+# standard library's `operator` for every import below.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from packagestats.pages import PackagePage  # noqa: E402
+from packagestats.sandbox import Sandbox  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_PAGE = REPO.parent / "shared" / "ghcr-pages" / "headscale-2026-07.html"
+FALLBACK_PAGE = REPO / "tests" / "fixtures" / "pages" / "package-full.html"
+TARGET_BYTES = 240_000
+
+# One row of "Recent tagged image versions" in the markup of GitHub's 2026 package pages.
+_COPY_ICON = (
+    "M0 6.75C0 5.784.784 5 1.75 5h1.5a.75.75 0 0 1 0 1.5h-1.5a.25.25 0 0 0-.25.25v7.5c0 .138.112.25.25.25"
+    "h7.5a.25.25 0 0 0 .25-.25v-1.5a.75.75 0 0 1 1.5 0v1.5A1.75 1.75 0 0 1 9.25 16h-7.5A1.75 1.75 0 0 1 0 14.25Z"
+)
+_DOWNLOAD_ICON = (
+    "M2.75 14A1.75 1.75 0 0 1 1 12.25v-2.5a.75.75 0 0 1 1.5 0v2.5c0 .138.112.25.25.25h10.5a.25.25 0 0 0"
+    " .25-.25v-2.5a.75.75 0 0 1 1.5 0v2.5A1.75 1.75 0 0 1 13.25 14Z"
+)
+ROW = """        <li data-view-component="true" class="Box-row">  <div class="d-flex" >
+    <div class="col-10 d-flex flex-auto flex-column" style="overflow: hidden;">
+          <div class="d-inline-flex flex-wrap">
+              <a class="Label mr-1 mb-2 text-normal"
+                 href="/users/juanfont/packages/container/headscale/{id}?tag=v0.{i}.0">v0.{i}.0</a>
+              <a class="Label mr-1 mb-2 text-normal"
+                 href="/users/juanfont/packages/container/headscale/{id}?tag=0.{i}">0.{i}</a>
+          </div>
+      <div class="css-truncate css-truncate-target d-block" style="max-width: 540px;">
+        <small class="color-fg-muted">
+            Published {i} days ago &middot; Digest
+            <span class="Details js-details-container">
+              <span class="hidden-text-expander inline">
+                <button type="button" class="ellipsis-expander js-details-target"
+                        aria-expanded="false">&hellip;</button>
+              </span>
+              <div class="Details-content--hidden mt-2">
+                <code class="d-block color-bg-subtle border-0 rounded-2 f6 lh-default">
+                  <clipboard-copy aria-label="Copy" role="button" tabindex="0" value="sha256:{digest}"
+                                  class="CopyBlock d-block position-relative px-2 py-1 rounded-2">
+                    <span class="color-fg-muted">sha256:{digest}</span>
+                    <svg aria-hidden="true" height="16" viewBox="0 0 16 16" version="1.1" width="16"
+                         class="octicon octicon-copy"><path d="{copy_icon}"></path></svg>
+                  </clipboard-copy>
+                </code>
+              </div>
+            </span>
+        </small>
+      </div>
+    </div>
+    <div class="d-flex flex-items-center">
+      <span class="d-flex flex-items-center gap-1 color-fg-muted overflow-hidden f6 tmp-mr-3"
+            style="white-space:nowrap;">
+        <svg aria-hidden="true" height="16" viewBox="0 0 16 16" version="1.1" width="16"
+             class="octicon octicon-download"><path d="{download_icon}"></path></svg>
+        {count:,}
+        <span class="sr-only">Version downloads</span>
+      </span>
+    </div>
+  </div>
+</li>
+"""
+
+
+def build_page() -> bytes:
+    """The headscale capture (or the full-page fixture) padded with version rows to ~240 KB."""
+    base = (SHARED_PAGE if SHARED_PAGE.is_file() else FALLBACK_PAGE).read_text()
+    rows: list[str] = []
+    size = len(base)
+    i = 0
+    while size < TARGET_BYTES:
+        digest = hashlib.sha256(str(i).encode()).hexdigest()
+        row = ROW.format(
+            id=1_000_000 + i,
+            i=i,
+            digest=digest,
+            count=17118 * (i + 1),
+            copy_icon=_COPY_ICON,
+            download_icon=_DOWNLOAD_ICON,
+        )
+        rows.append(row)
+        size += len(row)
+        i += 1
+    block = '<div class="Box"><ul>\n' + "".join(rows) + "</ul></div>\n"
+    return base.replace("</main>", block + "</main>", 1).encode()
+
+
+def native_median_ms(page_path: Path, runs: int) -> float:
+    cargo = shutil.which("cargo", path=str(Path.home() / ".cargo" / "bin") + os.pathsep + os.environ["PATH"])
+    if cargo is None:
+        raise SystemExit("cargo not found: the native figure needs the host Rust toolchain")
+    manifest = REPO / "wasm" / "Cargo.toml"
+    subprocess.run(
+        [cargo, "build", "--quiet", "--release", "--example", "bench", "--manifest-path", str(manifest)],
+        check=True,
+    )
+    binary = REPO / "wasm" / "target" / "release" / "examples" / "bench"
+    out = subprocess.run(
+        [str(binary), "package", str(page_path), str(runs)], check=True, capture_output=True, text=True
+    ).stdout
+    match = re.search(r"median_ms=([0-9.]+)", out)
+    if match is None:
+        raise SystemExit(f"unexpected output of the native bench: {out!r}")
+    return float(match.group(1))
+
+
+def sandbox_median_ms(sandbox: Sandbox, page: bytes, runs: int) -> tuple[float, int]:
+    for _ in range(5):  # warm up: first-call costs (ticker thread, page cache) are not per-page costs
+        sandbox.parse(page)
+    times: list[float] = []
+    fuel = 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = sandbox.parse(page)
+        times.append(time.perf_counter() - start)
+        fuel = result.fuel_consumed
+    return statistics.median(times) * 1000, fuel
+
+
+def compile_per_call_median_ms(page: bytes, runs: int) -> float:
+    times: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        Sandbox(fuel=2_000_000_000, memory_bytes=256 << 20, timeout_seconds=5.0, cache_dir=None).parse(page)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=300, help="timed calls for (a) and (b)")
+    parser.add_argument("--compile-runs", type=int, default=7, help="timed calls for (c)")
+    args = parser.parse_args()
+
+    page = build_page()
+    with tempfile.TemporaryDirectory(prefix="packagestats-bench-") as tmp:
+        page_path = Path(tmp) / "page.html"
+        page_path.write_bytes(page)
+        sandbox = Sandbox(fuel=2_000_000_000, memory_bytes=256 << 20, timeout_seconds=5.0, cache_dir=Path(tmp))
+        check = sandbox.parse(page).page
+        assert isinstance(check, PackagePage)
+        print(f"page: {len(page):,} bytes, {len(check.versions)} version rows, total {check.downloads}")
+
+        a = native_median_ms(page_path, args.runs)
+        b, fuel = sandbox_median_ms(sandbox, page, args.runs)
+        c = compile_per_call_median_ms(page, args.compile_runs)
+
+    print(f"(a) native parse + JSON          median {a:8.3f} ms  ({args.runs} runs)")
+    print(f"(b) Sandbox.parse                median {b:8.3f} ms  ({args.runs} runs, {fuel:,} fuel)")
+    print(f"(c) Sandbox.parse, compile/call  median {c:8.3f} ms  ({args.compile_runs} runs)")
+    print(f"b/a = {b / a:.2f}   (target <= 2)")
+    print(f"c/b = {c / b:.1f}   (target >= 20)")
+    print(f"b <= 5 ms: {'yes' if b <= 5 else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

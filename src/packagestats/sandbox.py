@@ -1,0 +1,393 @@
+"""The wasmtime runner of the page parser: engine and module once, a fresh store per page, hard limits.
+
+Pages are untrusted input. They are parsed by `parser.wasm` (the Rust crate in `wasm/`, shipped inside
+this package) under wasmtime, with for every page:
+
+- a new `Store` whose only WASI capability is a fresh temporary directory holding just the page,
+  preopened read-only (output goes to files in a second directory the guest cannot see), no
+  environment, no network;
+- a fuel budget (instructions), a linear-memory limit, and a wall-clock deadline through epoch
+  interruption (one ticker thread per sandbox advances the engine's epoch while pages are parsed).
+
+Whatever the page, `Sandbox.parse` returns a `ParseResult` or raises a `ParserError` subclass.
+The compiled module can be cached on disk (`cache_dir`), keyed by the module's hash, the wasmtime
+version and the engine settings, and checked with a digest before it is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import importlib.resources
+import math
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+import pydantic
+import wasmtime
+
+from packagestats.pages import ListingPage, PackagePage, VersionsPage
+
+if TYPE_CHECKING:
+    from packagestats.settings import Settings
+
+Kind = Literal["package", "versions", "listing"]
+Limit = Literal["fuel", "memory", "time"]
+Page = PackagePage | VersionsPage | ListingPage
+
+_MODELS: Final[dict[str, type[PackagePage] | type[VersionsPage] | type[ListingPage]]] = {
+    "package": PackagePage,
+    "versions": VersionsPage,
+    "listing": ListingPage,
+}
+# The parser's exit statuses (see wasm/src/main.rs).
+_EXIT_OK: Final = 0
+_EXIT_USAGE: Final = 2
+_EXIT_NOTHING_FOUND: Final = 3
+_EXIT_OUT_OF_MEMORY: Final = 4
+
+_GUEST_DIR: Final = "/page"
+_PAGE_NAME: Final = "page.html"
+# More output than any page can justify means something is wrong; don't read it into memory.
+_MAX_STDOUT: Final = 64 * 1024 * 1024
+_MAX_REASON: Final = 500
+_CACHE_MAGIC: Final = b"packagestats-cwasm-1\n"
+# std's allocation-failure hook prints this before aborting (an `unreachable` trap).
+_OOM_MARKER: Final = "memory allocation of"
+
+
+class ParserError(Exception):
+    """The page could not be parsed; `reason` says why in one short line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoCountError(ParserError):
+    """The page holds no download count (or no version rows / packages, for those kinds)."""
+
+
+class BadOutputError(ParserError):
+    """The parser's output is not valid JSON of the expected shape."""
+
+
+class LimitExceeded(ParserError):
+    """The parse ran out of fuel, memory or time."""
+
+    def __init__(self, limit: Limit, reason: str) -> None:
+        super().__init__(reason)
+        self.limit: Limit = limit
+
+
+class ModuleLoadError(ParserError):
+    """The parser module could not be read, compiled or instantiated."""
+
+
+class ParserCrashError(ParserError):
+    """The parser stopped in an unexpected way (a trap other than a limit, an unknown exit status)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParseResult:
+    page: Page
+    fuel_consumed: int
+    seconds: float
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
+
+
+def module_bytes() -> bytes:
+    """The parser module shipped in this package."""
+    try:
+        return importlib.resources.files("packagestats").joinpath("parser.wasm").read_bytes()
+    except OSError as e:
+        raise ModuleLoadError(f"cannot read the parser module: {e}") from e
+
+
+class _EpochTicker:
+    """Advances an engine's epoch every `interval` seconds while at least one parse is running.
+
+    One thread per engine rather than a timer per call: the epoch is shared by every store of the
+    engine, so per-call timers would cut each other's parses short. The thread stops when idle.
+    """
+
+    _IDLE_EXIT_SECONDS: Final = 30.0
+
+    def __init__(self, engine: wasmtime.Engine, interval: float) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._cond = threading.Condition()
+        self._active = 0
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self._cond:
+            self._active += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="packagestats-epoch", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._active == 0:
+                    if not self._cond.wait(timeout=self._IDLE_EXIT_SECONDS) and self._active == 0:
+                        self._thread = None
+                        return
+            time.sleep(self._interval)
+            self._engine.increment_epoch()
+
+
+class Sandbox:
+    """Runs the parser on pages; safe to share between threads (e.g. `asyncio.to_thread`)."""
+
+    def __init__(
+        self,
+        fuel: int,
+        memory_bytes: int,
+        timeout_seconds: float,
+        cache_dir: Path | None,
+    ) -> None:
+        if fuel <= 0 or memory_bytes <= 0 or timeout_seconds <= 0:
+            raise ValueError("fuel, memory_bytes and timeout_seconds must be positive")
+        self.fuel = fuel
+        self.memory_bytes = memory_bytes
+        self.timeout_seconds = timeout_seconds
+        self.cache_dir = cache_dir
+        # Ticks of ~1/20 of the timeout (at most 50 ms): the deadline holds to about 5 %.
+        self._tick = min(0.05, max(0.001, timeout_seconds / 20))
+        self._deadline_ticks = math.ceil(timeout_seconds / self._tick) + 1
+        self._lock = threading.Lock()
+        self._loaded: tuple[wasmtime.Engine, wasmtime.InstancePre, _EpochTicker] | None = None
+        self.loaded_from_cache = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sandbox:
+        return cls(
+            fuel=settings.wasm_fuel,
+            memory_bytes=settings.wasm_memory_bytes,
+            timeout_seconds=settings.wasm_timeout_seconds,
+            cache_dir=settings.cache_dir,
+        )
+
+    # -- module -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _config() -> tuple[wasmtime.Config, str]:
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        config.cranelift_opt_level = "speed"
+        # A serialized module only loads into an engine with the same settings: they are part of the
+        # cache key.
+        return config, "fuel=1;epoch=1;opt=speed"
+
+    def _cache_path(self, wasm: bytes, settings: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = "\0".join(
+            [
+                hashlib.sha256(wasm).hexdigest(),
+                importlib.metadata.version("wasmtime"),
+                settings,
+                platform.machine(),
+            ]
+        )
+        return self.cache_dir / f"parser-{hashlib.sha256(key.encode()).hexdigest()[:32]}.cwasm"
+
+    @staticmethod
+    def _read_cache(engine: wasmtime.Engine, path: Path) -> wasmtime.Module | None:
+        """The cached module, or None when absent, not ours or damaged (then it is recompiled)."""
+        try:
+            if path.stat().st_uid != os.getuid():
+                return None  # compiled code gets executed: only trust files this user wrote
+            data = path.read_bytes()
+        except OSError:
+            return None
+        header = len(_CACHE_MAGIC) + 32
+        if not data.startswith(_CACHE_MAGIC) or len(data) <= header:
+            return None
+        digest, payload = data[len(_CACHE_MAGIC) : header], data[header:]
+        if hashlib.sha256(payload).digest() != digest:
+            return None
+        try:
+            return wasmtime.Module.deserialize(engine, payload)
+        except wasmtime.WasmtimeError:
+            return None
+
+    @staticmethod
+    def _write_cache(module: wasmtime.Module, path: Path) -> None:
+        """Writes the compiled module atomically (temp file + rename); a failure only costs speed."""
+        try:
+            payload = bytes(module.serialize())
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".parser-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(_CACHE_MAGIC + hashlib.sha256(payload).digest() + payload)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except (OSError, wasmtime.WasmtimeError):
+            pass
+
+    def _load(self) -> tuple[wasmtime.Engine, wasmtime.InstancePre, _EpochTicker]:
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            wasm = module_bytes()
+            config, settings = self._config()
+            try:
+                engine = wasmtime.Engine(config)
+                path = self._cache_path(wasm, settings)
+                module = self._read_cache(engine, path) if path is not None else None
+                self.loaded_from_cache = module is not None
+                if module is None:
+                    module = wasmtime.Module(engine, wasm)
+                    if path is not None:
+                        self._write_cache(module, path)
+                linker = wasmtime.Linker(engine)
+                linker.define_wasi()
+                # Imports are resolved once; each parse only instantiates.
+                pre = linker.instantiate_pre(module)
+            except wasmtime.WasmtimeError as e:
+                raise ModuleLoadError(f"cannot load the parser module: {_one_line(str(e))}") from e
+            self._loaded = (engine, pre, _EpochTicker(engine, self._tick))
+            return self._loaded
+
+    def load(self) -> None:
+        """Compiles (or loads from the cache) the module now rather than on the first parse."""
+        self._load()
+
+    # -- parsing ----------------------------------------------------------------------------------
+
+    def parse_file(self, path: Path | str, kind: Kind = "package") -> ParseResult:
+        """Parses a saved page (an unreadable file raises `OSError`)."""
+        return self.parse(Path(path).read_bytes(), kind)
+
+    def parse(self, page: bytes, kind: Kind = "package") -> ParseResult:
+        model = _MODELS.get(kind)
+        if model is None:
+            raise ValueError(f"unknown page kind {kind!r}")
+        started = time.perf_counter()
+        engine, pre, ticker = self._load()
+        # Two directories: the guest sees only `page_dir`; its output goes to `out_dir`.
+        page_dir: Path | None = None
+        out_dir: Path | None = None
+        try:
+            page_dir = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+            out_dir = Path(tempfile.mkdtemp(prefix="packagestats-out-"))
+            (page_dir / _PAGE_NAME).write_bytes(page)
+            stdout_path, stderr_path = out_dir / "stdout", out_dir / "stderr"
+            code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout_path, stderr_path)
+            stderr = _read_text(stderr_path, _MAX_REASON * 4)
+            if failure is not None:
+                raise _classify(failure, stderr, self)
+            if code == _EXIT_NOTHING_FOUND:
+                raise NoCountError(_one_line(stderr) or "the page holds nothing the parser recognises")
+            if code == _EXIT_OUT_OF_MEMORY:
+                raise LimitExceeded("memory", f"the page does not fit the memory limit ({self.memory_bytes} bytes)")
+            if code != _EXIT_OK:
+                what = "usage or I/O error" if code == _EXIT_USAGE else f"exit status {code}"
+                raise ParserCrashError(f"parser failed ({what}): {_one_line(stderr)}")
+            if stdout_path.stat().st_size > _MAX_STDOUT:
+                raise BadOutputError("parser output is unreasonably large")
+            try:
+                parsed = model.model_validate_json(stdout_path.read_bytes())
+            except pydantic.ValidationError as e:
+                raise BadOutputError(f"parser output does not match the {kind} model: {_one_line(str(e))}") from e
+            return ParseResult(parsed, self.fuel - fuel_left, time.perf_counter() - started)
+        except OSError as e:
+            raise ParserCrashError(f"sandbox I/O failed: {_one_line(str(e))}") from e
+        except wasmtime.WasmtimeError as e:  # setting up the store or its WASI context
+            raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
+        finally:
+            for d in (page_dir, out_dir):
+                if d is not None:
+                    shutil.rmtree(d, ignore_errors=True)
+
+    def _run(
+        self,
+        engine: wasmtime.Engine,
+        pre: wasmtime.InstancePre,
+        ticker: _EpochTicker,
+        kind: Kind,
+        page_dir: Path,
+        stdout_path: Path,
+        stderr_path: Path,
+    ) -> tuple[int, int, BaseException | None]:
+        """Runs the module once; returns (exit status, fuel left, the trap or error if it failed)."""
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"]
+        wasi.preopen_dir(str(page_dir), _GUEST_DIR, False)
+        wasi.stdout_file = str(stdout_path)
+        wasi.stderr_file = str(stderr_path)
+        store = wasmtime.Store(engine)
+        store.set_limits(memory_size=self.memory_bytes)
+        store.set_fuel(self.fuel)
+        store.set_wasi(wasi)
+        code, failure = _EXIT_OK, None
+        with ticker.running():
+            store.set_epoch_deadline(self._deadline_ticks)
+            try:
+                instance = pre.instantiate(store)
+                start = instance.exports(store).get("_start")
+                if not isinstance(start, wasmtime.Func):
+                    raise ModuleLoadError("the parser module has no _start function")
+                start(store)
+            except wasmtime.ExitTrap as e:
+                code = e.code
+            # Trap (fuel, deadline, abort) is not a WasmtimeError; instantiation failures are.
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                failure = e
+        fuel_left = store.get_fuel()
+        # Dropping the store closes the guest's files before they are read and removed.
+        del store
+        return code, fuel_left, failure
+
+
+def _read_text(path: Path, limit: int) -> str:
+    try:
+        with path.open("rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _classify(failure: BaseException, stderr: str, sandbox: Sandbox) -> ParserError:
+    if isinstance(failure, wasmtime.Trap):
+        code = failure.trap_code
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return LimitExceeded("fuel", f"parser ran out of fuel ({sandbox.fuel} units)")
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return LimitExceeded("time", f"parser exceeded its {sandbox.timeout_seconds:g} s deadline")
+        if _OOM_MARKER in stderr or code == wasmtime.TrapCode.STACK_OVERFLOW:
+            return LimitExceeded("memory", f"parser exceeded its memory limit ({sandbox.memory_bytes} bytes)")
+        return ParserCrashError(f"parser trapped: {_one_line(failure.message)}")
+    message = _one_line(str(failure))
+    # Instantiation fails when the module's initial memory is already above the limit.
+    if "memory" in message and ("limit" in message or "minimum" in message):
+        return LimitExceeded("memory", f"parser module does not fit the memory limit: {message}")
+    return ModuleLoadError(f"cannot instantiate the parser module: {message}")

@@ -1,0 +1,608 @@
+"""The Helm chart and the Flux manifests on a real API server: lint, render, install, upgrade, uninstall,
+RBAC checked with `kubectl auth can-i`, and the operator reconciling with nothing but the chart's
+ServiceAccount token.
+
+There is no kubelet or controller-manager: Deployments are created but never run, so nothing here waits
+for pods (`helm install` without `--wait`); the operator runs out of cluster as the ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from packagestats.settings import Settings
+from tests.support import flux
+from tests.support.cluster import Cluster
+from tests.support.fake_github import FakeGitHub
+
+pytestmark = pytest.mark.cluster
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "packagestats"
+FLUX = REPO / "deploy" / "flux"
+PSS_LABEL = "pod-security.kubernetes.io/enforce"
+
+# Every setting changed from its default (settings.<camelCase> in values.yaml).
+CHANGED_SETTINGS: dict[str, Any] = {
+    "githubUrl": "http://github.example:8080",
+    "userAgent": "packagestats-test/2",
+    "maxConcurrency": 16,
+    "maxConcurrencyPerHost": 2,
+    "requestTimeoutSeconds": 2.5,
+    "maxResponseBytes": 1048576,
+    "retries": 5,
+    "backoffSeconds": 0.25,
+    "maxCooldownSeconds": 60.5,
+    "maxVersionPages": 0,
+    "maxListingPages": 2,
+    "wasmFuel": 3000000000,
+    "wasmMemoryBytes": 67108864,
+    "wasmTimeoutSeconds": 1.5,
+    "cacheDir": "/tmp/c",
+    "historyDays": 30,
+    "maxVersionsInStatus": 5,
+    "metricsPort": 9090,
+    "healthPort": 9091,
+}
+
+
+def camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# --- helm ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Helm:
+    kube: Cluster
+    home: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(self.kube.env(), HELM_CACHE_HOME=str(self.home / "cache"),
+                   HELM_CONFIG_HOME=str(self.home / "config"), HELM_DATA_HOME=str(self.home / "data"))
+        proc = subprocess.run([self.kube.tool("helm"), *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def template(self, *args: str, namespace: str = "ops", release: str = "rel") -> list[dict[str, Any]]:
+        out = self.run("template", release, str(CHART), "--namespace", namespace, *args).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def helm(kube: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(kube, tmp_path_factory.mktemp("helm"))
+
+
+def release_name() -> str:
+    return f"ps-{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def installed(helm: Helm, release: str, namespace: str, *args: str) -> Iterator[list[dict[str, Any]]]:
+    """`helm install` (no --wait: pods never run here); yields the release's manifest; uninstalls."""
+    helm.run("install", release, str(CHART), "--namespace", namespace, *args)
+    try:
+        manifest = helm.run("get", "manifest", release, "--namespace", namespace).stdout
+        yield [d for d in yaml.safe_load_all(manifest) if d]
+    finally:
+        helm.run("uninstall", release, "--namespace", namespace, check=False)
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    result: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        result.setdefault(doc["kind"], []).append(doc)
+    return result
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [deployment] = by_kind(docs)["Deployment"]
+    [c] = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def settings_from(c: dict[str, Any]) -> Settings:
+    """The operator's settings as the container's environment gives them (the token aside)."""
+    plain = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert all(name.startswith("PACKAGESTATS_") for name in plain)
+    kwargs = {name.removeprefix("PACKAGESTATS_").lower(): value for name, value in plain.items()}
+    assert "github_token" not in kwargs
+    return Settings(**kwargs, github_token=None)
+
+
+def rules(role: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return sorted((group, resource, tuple(r["verbs"]))
+                  for r in role["rules"] for group in r["apiGroups"] for resource in r["resources"])
+
+
+OWN_RULES = [
+    ("", "events", ("create",)),
+    ("packagestats.dev", "packagestats", ("list", "watch", "patch")),
+    ("packagestats.dev", "packagestats/status", ("patch",)),
+]
+CRD_RULE = ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"))
+NAMESPACES_RULE = ("", "namespaces", ("list", "watch"))
+
+
+# --- lint and template --------------------------------------------------------------------------------
+
+
+def test_lint_default_and_non_default_values(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "watchNamespaces": ["team-a", "team-b"],
+        "github": {"tokenSecret": {"name": "gh-token", "key": "pat"}},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]}},
+        "settings": CHANGED_SETTINGS,
+    }))
+    for args in ([], ["-f", str(values)]):
+        out = helm.run("lint", "--strict", str(CHART), *args).stdout
+        assert "1 chart(s) linted, 0 chart(s) failed" in out
+        assert "[ERROR]" not in out and "[WARNING]" not in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "settings.maxConcurrency=0"], "at '/settings/maxConcurrency': minimum: got 0, want 1"),
+    (["--set", "settings.wasmFuel=5"], "at '/settings/wasmFuel': minimum: got 5, want 1\u00d710\u2070\u2076"),
+    (["--set", "github.token=ghp_plain"], "at '/github': additional properties 'token' not allowed"),
+    (["--set", "settings.unknownSetting=1"], "at '/settings': additional properties 'unknownSetting' not allowed"),
+    (["--set-json", 'watchNamespaces=["Bad_NS"]'], "at '/watchNamespaces/0': 'Bad_NS' does not match pattern"),
+    (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+    (["--set-json", 'extraEnv=[{"name":"PACKAGESTATS_GITHUB_TOKEN","value":"x"}]'],
+     "at '/extraEnv/0/name': 'not' failed"),
+])
+def test_schema_rejects_bad_values(helm: Helm, args: list[str], message: str) -> None:
+    proc = helm.run("template", "rel", str(CHART), *args, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+
+
+def test_template_default(helm: Helm) -> None:
+    docs = helm.template()
+    kinds = by_kind(docs)
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert all(len(v) == 1 for v in kinds.values())
+    for doc in docs:
+        assert doc["metadata"]["name"] == "rel-packagestats"
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"]["namespace"] == "ops"
+
+    # Every setting reaches the container with its default; no token without a Secret.
+    c = container(docs)
+    assert settings_from(c) == Settings(github_token=None)
+    assert [e["name"] for e in c["env"]] == [f"PACKAGESTATS_{f.upper()}" for f in Settings.model_fields
+                                             if f != "github_token"]
+    assert c["image"] == "ghcr.io/packagestats/packagestats:0.1.0"
+    assert c["args"] == ["run"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "health", "containerPort": 8081, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "runAsUser": 65532, "runAsGroup": 65532, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert c["resources"]["limits"]["memory"] == "512Mi"
+
+    [deployment] = kinds["Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "rel-packagestats"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+
+    [role] = kinds["ClusterRole"]
+    assert rules(role) == sorted([CRD_RULE, *OWN_RULES])
+    [binding] = kinds["ClusterRoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-packagestats", "namespace": "ops"}]
+    [service] = kinds["Service"]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "health", "port": 8081, "targetPort": "health", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_template_non_default(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "watchNamespaces": ["team-a", "team-b"],
+        "github": {"tokenSecret": {"name": "gh-token", "key": "pat"}},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]}},
+        "image": {"digest": "sha256:" + "ab" * 32},
+        "settings": CHANGED_SETTINGS,
+    }))
+    docs = helm.template("-f", str(values))
+    kinds = by_kind(docs)
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "Role",
+                             "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+
+    c = container(docs)
+    expected = {f: CHANGED_SETTINGS[camel(f)] for f in Settings.model_fields if camel(f) in CHANGED_SETTINGS}
+    assert set(expected) == set(Settings.model_fields) - {"github_token", "namespaces"}
+    assert settings_from(c) == Settings(**expected, namespaces="team-a,team-b", github_token=None)
+    [token] = [e for e in c["env"] if e["name"] == "PACKAGESTATS_GITHUB_TOKEN"]
+    assert token == {"name": "PACKAGESTATS_GITHUB_TOKEN",
+                     "valueFrom": {"secretKeyRef": {"name": "gh-token", "key": "pat"}}}
+    assert c["image"] == "ghcr.io/packagestats/packagestats@sha256:" + "ab" * 32
+    assert [p["containerPort"] for p in c["ports"]] == [9090, 9091]
+
+    # Namespaced mode: a Role and RoleBinding per watched namespace, the ClusterRole read-only.
+    [cluster_role] = kinds["ClusterRole"]
+    assert rules(cluster_role) == sorted([CRD_RULE, NAMESPACES_RULE])
+    assert sorted(r["metadata"]["namespace"] for r in kinds["Role"]) == ["team-a", "team-b"]
+    for role in kinds["Role"]:
+        assert rules(role) == OWN_RULES
+    for binding in kinds["RoleBinding"]:
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "rel-packagestats"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-packagestats", "namespace": "ops"}]
+
+    [monitor] = kinds["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "60s",
+                                             "scrapeTimeout": "10s"}]
+    [service] = kinds["Service"]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+    [policy] = kinds["NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"},
+                                          {"port": "health", "protocol": "TCP"}]}]
+    dns, apiserver, github = spec["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert apiserver == {"ports": [{"port": 6443, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]}
+    assert github == {"ports": [{"port": 443, "protocol": "TCP"}]}
+
+
+def test_template_ports_off(helm: Helm) -> None:
+    docs = helm.template("--set", "settings.metricsPort=0", "--set", "settings.healthPort=0")
+    assert sorted(by_kind(docs)) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    c = container(docs)
+    assert "ports" not in c and "livenessProbe" not in c and "readinessProbe" not in c
+    assert settings_from(c).health_port == 0 and settings_from(c).metrics_port == 0
+    proc = helm.run("template", "rel", str(CHART), "--set", "settings.metricsPort=0",
+                    "--set", "serviceMonitor.enabled=true", check=False)
+    assert proc.returncode == 1 and "serviceMonitor.enabled needs settings.metricsPort > 0" in proc.stderr
+
+
+# --- install, upgrade, uninstall ----------------------------------------------------------------------
+
+
+def kubectl_get(kube: Cluster, doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    args = ["get", f"{doc['kind'].lower()}.{doc['apiVersion'].split('/')[0]}"
+            if "/" in doc["apiVersion"] else doc["kind"].lower(), doc["metadata"]["name"], "-o", "json"]
+    if "namespace" in doc["metadata"]:
+        args += ["-n", doc["metadata"]["namespace"]]
+    return kube.kubectl(*args, check=False)
+
+
+def test_install_upgrade_uninstall(kube: Cluster, crd: Cluster, helm: Helm, namespace: str) -> None:
+    release = release_name()
+    full = f"{release}-packagestats"
+    with installed(helm, release, namespace) as manifest:
+        # The CRD is there and established (helm skips it when it already exists, as here).
+        established = kube.kubectl("get", "crd", "packagestats.packagestats.dev", "-o",
+                                   "jsonpath={.status.conditions[?(@.type=='Established')].status}").stdout
+        assert established == "True"
+        kinds = sorted(d["kind"] for d in manifest)
+        assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+        for doc in manifest:
+            got = kubectl_get(kube, doc)
+            assert got.returncode == 0, got.stderr
+            assert json.loads(got.stdout)["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+        status = json.loads(helm.run("status", release, "-n", namespace, "-o", "json").stdout)
+        assert status["info"]["status"] == "deployed" and status["version"] == 1
+
+        # Upgrade: namespaced mode, another setting, a NetworkPolicy.
+        helm.run("upgrade", release, str(CHART), "--namespace", namespace,
+                 "--set-json", f'watchNamespaces=["{namespace}"]', "--set", "settings.maxConcurrency=3",
+                 "--set", "networkPolicy.enabled=true")
+        status = json.loads(helm.run("status", release, "-n", namespace, "-o", "json").stdout)
+        assert status["info"]["status"] == "deployed" and status["version"] == 2
+        deployment = kube.kubectl_json("get", "deployment", full, "-n", namespace)
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["PACKAGESTATS_MAX_CONCURRENCY"] == "3"
+        assert env["PACKAGESTATS_NAMESPACES"] == namespace
+        assert deployment["metadata"]["generation"] == 2
+        role = kube.kubectl_json("get", "role", full, "-n", namespace)
+        assert rules(role) == OWN_RULES
+        assert rules(kube.kubectl_json("get", "clusterrole", full)) == sorted([CRD_RULE, NAMESPACES_RULE])
+        policy = kube.kubectl_json("get", "networkpolicy", full, "-n", namespace)
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+        helm.run("uninstall", release, "--namespace", namespace)
+        for kind, ns in [("deployment", namespace), ("serviceaccount", namespace), ("service", namespace),
+                         ("role", namespace), ("rolebinding", namespace), ("networkpolicy", namespace),
+                         ("clusterrole", None), ("clusterrolebinding", None)]:
+            got = kube.kubectl("get", kind, full, *(["-n", ns] if ns else []), check=False)
+            assert got.returncode == 1 and "NotFound" in got.stderr, (kind, got.stderr)
+        # The CRD stays: Helm never deletes what it installs from crds/.
+        assert kube.kubectl("get", "crd", "packagestats.packagestats.dev", check=False).returncode == 0
+
+
+def test_pod_template_is_admitted_under_restricted_pod_security(kube: Cluster, helm: Helm, namespace: str) -> None:
+    kube.kubectl("label", "namespace", namespace, f"{PSS_LABEL}=restricted")
+    [deployment] = by_kind(helm.template(namespace=namespace))["Deployment"]
+    template = deployment["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "pss-check", "namespace": namespace, "labels": template["metadata"]["labels"]},
+           "spec": template["spec"]}
+    # No controller-manager creates the namespace's "default" ServiceAccount here.
+    kube.kubectl("create", "serviceaccount", "pss-check", "-n", namespace)
+    pod["spec"]["serviceAccountName"] = "pss-check"
+    out = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod)).stdout
+    assert out.strip() == "pod/pss-check created (server dry run)"
+    # The check is real: the same pod as root is refused.
+    pod["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    pod["spec"]["securityContext"]["runAsUser"] = 0
+    refused = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert refused.returncode == 1 and 'violates PodSecurity "restricted:latest"' in refused.stderr
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------
+
+
+def can_i(kube: Cluster, sa: str, *args: str) -> bool:
+    proc = kube.kubectl("auth", "can-i", *args, f"--as={sa}", check=False)
+    assert proc.stdout.strip() in ("yes", "no"), proc.stdout + proc.stderr
+    return proc.stdout.strip() == "yes"
+
+
+def token_kubeconfig(kube: Cluster, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount with a short-lived token."""
+    token = kube.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = dict(next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])["cluster"])
+    if "certificate-authority" in cluster:
+        ca = Path(cluster.pop("certificate-authority"))
+        if not ca.is_absolute():
+            ca = kube.kubeconfig.parent / ca
+        cluster["certificate-authority-data"] = base64.b64encode(ca.read_bytes()).decode()
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa, "namespace": namespace}}],
+        "current-context": "c",
+    }))
+    return path
+
+
+FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions", "Failed to post an event")
+
+
+@dataclass(frozen=True)
+class Operator:
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+@contextmanager
+def operator_process(kubeconfig: Path, github_url: str, workdir: Path, namespaces: str) -> Iterator[Operator]:
+    """`packagestats run` out of cluster with the given kubeconfig; stops it (SIGTERM) at the end."""
+    log_path = workdir / "operator.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKAGESTATS_")}
+    env.update({"KUBECONFIG": str(kubeconfig), "PACKAGESTATS_GITHUB_URL": github_url,
+                "PACKAGESTATS_HEALTH_PORT": "0", "PACKAGESTATS_METRICS_PORT": "0",
+                "PACKAGESTATS_CACHE_DIR": str(workdir / "cache"), "PACKAGESTATS_NAMESPACES": namespaces})
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "packagestats"), "run"], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        yield Operator(log_path, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], op: Operator, timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline and op.proc.poll() is None:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    state = "timed out" if op.proc.poll() is None else f"the operator exited ({op.proc.returncode})"
+    raise AssertionError(f"{state} waiting for {what}; last seen: {last!r}\n"
+                         f"{op.log.read_text(errors='replace')[-4000:]}")
+
+
+def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, workdir: Path,
+                                 namespaces: str) -> None:
+    """Run the operator with the token kubeconfig: a PackageStats gets Ready with the exact count, its
+    Event is posted and, once deleted, its finalizer is removed; the log shows no permission error."""
+    def get() -> dict[str, Any] | None:
+        proc = kube.kubectl("get", "packagestats", "widget", "-n", watched, "-o", "json", check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    def ready() -> dict[str, Any] | None:
+        obj = get() or {}
+        status = obj.get("status", {})
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return obj if conditions.get("Ready") == "True" and status.get("totalDownloads") == 4242 else None
+
+    def event_reasons() -> set[str]:
+        items = kube.kubectl_json("get", "events", "-n", watched,
+                                  "--field-selector", "involvedObject.name=widget")["items"]
+        return {e["reason"] for e in items}
+
+    with FakeGitHub() as gh:
+        gh.add_package("acme", "widget", repository="widget", total=4242)
+        kube.kubectl("apply", "--server-side", "--field-manager=tests", "-f", "-", input=json.dumps({
+            "apiVersion": "packagestats.dev/v1alpha1", "kind": "PackageStats",
+            "metadata": {"name": "widget", "namespace": watched},
+            "spec": {"owner": "acme", "packages": [{"name": "widget", "repository": "widget"}]}}))
+        with operator_process(kubeconfig, gh.base_url, workdir, namespaces) as op:
+            obj = wait_for("Ready with 4242 downloads", ready, op)
+            assert [p["downloads"] for p in obj["status"]["packages"]] == [4242]
+            assert obj["metadata"]["finalizers"] == ["packagestats.dev/finalizer"]
+            assert "DownloadsChanged" in wait_for("a DownloadsChanged Event", event_reasons, op)
+            kube.kubectl("delete", "packagestats", "widget", "-n", watched, "--wait=false")
+            wait_for("the finalizer removed and the object gone", lambda: get() is None, op)
+        text = op.log.read_text(errors="replace")
+    bad = [line for line in text.splitlines() if any(m in line for m in FORBIDDEN_MARKERS)]
+    assert bad == [], "\n".join(bad)
+
+
+def test_cluster_wide_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: str, tmp_path: Path) -> None:
+    release = release_name()
+    sa_name = f"{release}-packagestats"
+    sa = f"system:serviceaccount:{namespace}:{sa_name}"
+    other = f"{namespace}-other"
+    kube.kubectl("create", "namespace", other)
+    try:
+        with installed(helm, release, namespace, "--set", "github.tokenSecret.name=gh-token"):
+            allowed = [
+                ("list", "packagestats.packagestats.dev", "-A"),
+                ("watch", "packagestats.packagestats.dev", "-A"),
+                ("patch", "packagestats.packagestats.dev", "-n", other),
+                ("patch", "packagestats.packagestats.dev", "--subresource=status", "-n", other),
+                ("create", "events", "-n", other),
+                ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+                ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+            ]
+            denied = [
+                ("get", "secrets", "-n", namespace),
+                ("get", "secrets/gh-token", "-n", namespace),
+                ("list", "secrets", "-A"),
+                ("create", "pods", "-n", namespace),
+                ("create", "pods", "-n", other),
+                ("get", "packagestats.packagestats.dev", "-n", other),
+                ("update", "packagestats.packagestats.dev", "-n", other),
+                ("create", "packagestats.packagestats.dev", "-n", other),
+                ("delete", "packagestats.packagestats.dev", "-n", other),
+                ("update", "packagestats.packagestats.dev", "--subresource=status", "-n", other),
+                ("patch", "events", "-n", other),
+                ("list", "namespaces"),
+                ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+                ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+            ]
+            assert [a for a in allowed if not can_i(kube, sa, *a)] == []
+            assert [d for d in denied if can_i(kube, sa, *d)] == []
+
+            kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
+            reconcile_as_service_account(kube, kubeconfig, other, tmp_path, "")
+    finally:
+        kube.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_namespaced_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: str, tmp_path: Path) -> None:
+    release = release_name()
+    sa_name = f"{release}-packagestats"
+    sa = f"system:serviceaccount:{namespace}:{sa_name}"
+    watched = f"{namespace}-watched"
+    kube.kubectl("create", "namespace", watched)
+    try:
+        with installed(helm, release, namespace, "--set-json", f'watchNamespaces=["{watched}"]'):
+            allowed = [
+                ("list", "packagestats.packagestats.dev", "-n", watched),
+                ("watch", "packagestats.packagestats.dev", "-n", watched),
+                ("patch", "packagestats.packagestats.dev", "-n", watched),
+                ("patch", "packagestats.packagestats.dev", "--subresource=status", "-n", watched),
+                ("create", "events", "-n", watched),
+                ("list", "namespaces"),
+                ("watch", "namespaces"),
+                ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+            ]
+            denied = [
+                ("list", "packagestats.packagestats.dev", "-A"),
+                ("list", "packagestats.packagestats.dev", "-n", namespace),
+                ("patch", "packagestats.packagestats.dev", "-n", namespace),
+                ("create", "events", "-n", namespace),
+                ("get", "secrets", "-n", watched),
+                ("create", "pods", "-n", watched),
+                ("get", "namespaces"),
+            ]
+            assert [a for a in allowed if not can_i(kube, sa, *a)] == []
+            assert [d for d in denied if can_i(kube, sa, *d)] == []
+
+            kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
+            reconcile_as_service_account(kube, kubeconfig, watched, tmp_path, watched)
+    finally:
+        kube.kubectl("delete", "namespace", watched, "--wait=false", check=False)
+
+
+# --- Flux ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flux_crds(kube: Cluster) -> list[flux.FluxCRD]:
+    try:
+        crds = flux.crds()
+    except flux.GoUnavailable as e:
+        pytest.skip(str(e))
+    for c in crds:
+        kube.kubectl("apply", "--server-side", "--field-manager=packagestats-tests", "-f", str(c.path))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c.name}" for c in crds])
+    return crds
+
+
+def in_namespace(docs: list[dict[str, Any]], namespace: str) -> str:
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return yaml.safe_dump_all(docs)
+
+
+def test_flux_manifests_pass_server_side_dry_run(kube: Cluster, crd: Cluster, flux_crds: list[flux.FluxCRD],
+                                                 namespace: str) -> None:
+    rendered = kube.kubectl("kustomize", str(FLUX)).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert sorted(d["kind"] for d in docs) == ["HelmRelease", "OCIRepository"]
+    docs += [d for d in yaml.safe_load_all((FLUX / "packagestats-sample.yaml").read_text()) if d]
+    out = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                       input=in_namespace(docs, namespace)).stdout
+    assert sorted(out.splitlines()) == [
+        "helmrelease.helm.toolkit.fluxcd.io/packagestats created (server dry run)",
+        "ocirepository.source.toolkit.fluxcd.io/packagestats created (server dry run)",
+        "packagestats.packagestats.dev/headscale created (server dry run)",
+    ]
+    # The check is real: a field Flux does not know is refused.
+    [hr] = [d for d in docs if d["kind"] == "HelmRelease"]
+    hr["spec"]["install"]["crdPolicy"] = "CreateReplace"
+    refused = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                           input=in_namespace([hr], namespace), check=False)
+    assert refused.returncode == 1 and 'unknown field "spec.install.crdPolicy"' in refused.stderr
+
+
+def test_flux_values_are_valid_chart_values(helm: Helm, tmp_path: Path) -> None:
+    [hr] = [d for d in yaml.safe_load_all((FLUX / "helmrelease.yaml").read_text()) if d]
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(hr["spec"]["values"]))
+    docs = helm.template("-f", str(values), namespace=hr["spec"]["targetNamespace"],
+                         release=hr["spec"]["releaseName"])
+    c = container(docs)
+    assert settings_from(c).max_concurrency == hr["spec"]["values"]["settings"]["maxConcurrency"]
+    assert by_kind(docs)["Deployment"][0]["metadata"]["namespace"] == "packagestats-system"

@@ -1,0 +1,703 @@
+//! A small arena tree built from lol_html's tokenizer events.
+//!
+//! lol_html tokenizes like a browser (script/style/textarea/CDATA modes included) but is a streaming
+//! rewriter, not a DOM. The parsers here need structure ("the heading after this label", "the row that
+//! holds this count"), so we keep every element and text node in document order in one `Vec`: a node's
+//! descendants are exactly the indices `i + 1 .. end`, which makes subtree queries range scans and needs
+//! no recursion anywhere (deeply nested input cannot overflow the stack).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+
+use lol_html::html_content::{Element as LolElement, TextChunk, TextType};
+use lol_html::{
+    DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings,
+};
+
+use crate::text::{decode_entities, normalize};
+
+/// The attributes the parsers look at; others are dropped to keep the tree small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttrId {
+    AriaLabel,
+    Class,
+    DataDate,
+    DataMergeCount,
+    DataTotalPages,
+    Datetime,
+    Href,
+    Title,
+    Value,
+}
+
+const ATTR_COUNT: usize = 9;
+
+/// The id of a kept attribute from its lower-case name.
+fn attr_id(lower: &[u8]) -> Option<AttrId> {
+    Some(match lower {
+        b"aria-label" => AttrId::AriaLabel,
+        b"class" => AttrId::Class,
+        b"data-date" => AttrId::DataDate,
+        b"data-merge-count" => AttrId::DataMergeCount,
+        b"data-total-pages" => AttrId::DataTotalPages,
+        b"datetime" => AttrId::Datetime,
+        b"href" => AttrId::Href,
+        b"title" => AttrId::Title,
+        b"value" => AttrId::Value,
+        _ => return None,
+    })
+}
+
+/// A kept attribute by its name as written in the source (any case).
+fn kept_attribute(raw: &[u8]) -> Option<AttrId> {
+    let mut buf = [0u8; 16];
+    attr_id(lowercase(raw, &mut buf)?)
+}
+
+/// Tag names of GitHub's pages, borrowed instead of allocated per element.
+fn common_tag(raw: &[u8]) -> Option<&'static str> {
+    let mut buf = [0u8; 16];
+    let lower = lowercase(raw, &mut buf)?;
+    Some(match lower {
+        b"a" => "a",
+        b"b" => "b",
+        b"body" => "body",
+        b"br" => "br",
+        b"button" => "button",
+        b"circle" => "circle",
+        b"clipboard-copy" => "clipboard-copy",
+        b"code" => "code",
+        b"details" => "details",
+        b"div" => "div",
+        b"em" => "em",
+        b"footer" => "footer",
+        b"form" => "form",
+        b"g" => "g",
+        b"h1" => "h1",
+        b"h2" => "h2",
+        b"h3" => "h3",
+        b"h4" => "h4",
+        b"h5" => "h5",
+        b"h6" => "h6",
+        b"head" => "head",
+        b"header" => "header",
+        b"hr" => "hr",
+        b"html" => "html",
+        b"i" => "i",
+        b"img" => "img",
+        b"input" => "input",
+        b"li" => "li",
+        b"link" => "link",
+        b"main" => "main",
+        b"meta" => "meta",
+        b"nav" => "nav",
+        b"ol" => "ol",
+        b"p" => "p",
+        b"path" => "path",
+        b"rect" => "rect",
+        b"relative-time" => "relative-time",
+        b"script" => "script",
+        b"section" => "section",
+        b"small" => "small",
+        b"span" => "span",
+        b"strong" => "strong",
+        b"style" => "style",
+        b"summary" => "summary",
+        b"svg" => "svg",
+        b"template" => "template",
+        b"time" => "time",
+        b"title" => "title",
+        b"ul" => "ul",
+        _ => return None,
+    })
+}
+
+/// ASCII-lowercases a short name into `buf`; `None` if it does not fit.
+fn lowercase<'b>(raw: &[u8], buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..raw.len())?;
+    for (o, r) in out.iter_mut().zip(raw) {
+        *o = r.to_ascii_lowercase();
+    }
+    Some(out)
+}
+
+/// Elements deeper than this become siblings of the deepest one (browsers cap the depth too, Blink at
+/// 512); it bounds every walk up the tree.
+pub const MAX_DEPTH: usize = 512;
+
+const OPEN: u32 = u32::MAX;
+const NO_PARENT: u32 = u32::MAX;
+
+/// One element or text node. Text and attribute values live in the document's string arena, and an
+/// element's attributes in its attribute arena: a page of thousands of nodes costs a handful of
+/// allocations, which matters most in wasm, where malloc is slow.
+#[derive(Debug)]
+struct Node {
+    parent: u32,
+    /// One past the index of the last descendant.
+    end: u32,
+    /// Lower-case tag name; empty for a text node.
+    name: Cow<'static, str>,
+    /// Element: its attributes `attrs[start..stop]`; text: its bytes `strings[start..stop]`.
+    start: u32,
+    stop: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attr {
+    id: AttrId,
+    start: u32,
+    stop: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Document {
+    nodes: Vec<Node>,
+    attrs: Vec<Attr>,
+    strings: String,
+    /// For each kept attribute, the elements that have it, in document order.
+    by_attr: [Vec<u32>; ATTR_COUNT],
+}
+
+#[derive(Default)]
+struct Builder {
+    doc: Document,
+    stack: Vec<u32>,
+    open_p: usize,
+    /// Open `<template>` elements: their content is inert in browsers, so it is not page content here.
+    inert: usize,
+}
+
+/// What the end tag of a start tag must undo.
+enum Opened {
+    Element(u32),
+    Template,
+    Nothing,
+}
+
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(NO_PARENT)
+}
+
+impl Builder {
+    fn top(&self) -> u32 {
+        self.stack.last().copied().unwrap_or(NO_PARENT)
+    }
+
+    fn name_of(&self, id: u32) -> &str {
+        self.doc.nodes.get(id as usize).map_or("", |n| &n.name)
+    }
+
+    fn pop(&mut self) {
+        if let Some(id) = self.stack.pop() {
+            let end = index(self.doc.nodes.len());
+            let is_p = self.name_of(id) == "p";
+            if let Some(node) = self.doc.nodes.get_mut(id as usize) {
+                node.end = end;
+            }
+            if is_p {
+                self.open_p = self.open_p.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Closes `id` and everything opened inside it, if it is still open.
+    fn close(&mut self, id: u32) {
+        if self.doc.nodes.get(id as usize).is_none_or(|n| n.end != OPEN) {
+            return;
+        }
+        while let Some(top) = self.stack.last().copied() {
+            self.pop();
+            if top == id {
+                break;
+            }
+        }
+    }
+
+    /// Closes the nearest open element named one of `names`, unless a `boundary` element comes first.
+    fn close_open(&mut self, names: &[&str], boundary: &[&str]) {
+        let mut found = None;
+        for &id in self.stack.iter().rev() {
+            let name = self.name_of(id);
+            if names.contains(&name) {
+                found = Some(id);
+                break;
+            }
+            if boundary.contains(&name) {
+                break;
+            }
+        }
+        if let Some(id) = found {
+            self.close(id);
+        }
+    }
+
+    /// The HTML tree builder's implied end tags, for the elements that matter on these pages: a new
+    /// `<li>` closes the previous one, a block closes an open `<p>`, and so on.
+    fn imply_end_tags(&mut self, name: &str) {
+        match name {
+            "li" => self.close_open(&["li"], &["ul", "ol", "table", "template"]),
+            "dt" | "dd" => self.close_open(&["dt", "dd"], &["dl", "table", "template"]),
+            "tr" => self.close_open(&["tr"], &["table", "tbody", "thead", "tfoot", "template"]),
+            "td" | "th" => self.close_open(&["td", "th"], &["tr", "table", "template"]),
+            "option" => self.close_open(&["option"], &["select", "datalist", "template"]),
+            _ => {}
+        }
+        if self.open_p > 0 && closes_p(name) {
+            self.close_open(&["p"], &["button", "table", "td", "th", "template", "svg", "math"]);
+        }
+    }
+
+    fn open(&mut self, name: Cow<'static, str>, attrs: &[(AttrId, Cow<'_, str>)], has_content: bool) -> u32 {
+        self.imply_end_tags(&name);
+        if self.stack.len() >= MAX_DEPTH {
+            self.pop();
+        }
+        let id = index(self.doc.nodes.len());
+        let is_p = name == "p";
+        let start = index(self.doc.attrs.len());
+        for (attr, value) in attrs {
+            let from = index(self.doc.strings.len());
+            self.doc.strings.push_str(value);
+            let to = index(self.doc.strings.len());
+            self.doc.attrs.push(Attr { id: *attr, start: from, stop: to });
+            if let Some(list) = self.doc.by_attr.get_mut(*attr as usize) {
+                list.push(id);
+            }
+        }
+        let stop = index(self.doc.attrs.len());
+        let end = if has_content { OPEN } else { id.saturating_add(1) };
+        self.doc.nodes.push(Node { parent: self.top(), end, name, start, stop });
+        if has_content {
+            self.stack.push(id);
+            if is_p {
+                self.open_p += 1;
+            }
+        }
+        id
+    }
+
+    fn start(&mut self, name: Cow<'static, str>, attrs: &[(AttrId, Cow<'_, str>)], has_content: bool) -> Opened {
+        let template = name == "template";
+        if self.inert > 0 {
+            if template && has_content {
+                self.inert += 1;
+                return Opened::Template;
+            }
+            return Opened::Nothing;
+        }
+        if template {
+            // Keep the element, not its content.
+            self.open(name, attrs, false);
+            if has_content {
+                self.inert += 1;
+                return Opened::Template;
+            }
+            return Opened::Nothing;
+        }
+        let id = self.open(name, attrs, has_content);
+        if has_content {
+            Opened::Element(id)
+        } else {
+            Opened::Nothing
+        }
+    }
+
+    fn end(&mut self, opened: &Opened) {
+        match *opened {
+            Opened::Element(id) => self.close(id),
+            Opened::Template => self.inert = self.inert.saturating_sub(1),
+            Opened::Nothing => {}
+        }
+    }
+
+    fn text(&mut self, chunk: &str) {
+        if chunk.is_empty() || self.inert > 0 {
+            return;
+        }
+        let top = self.top();
+        let continues = self
+            .doc
+            .nodes
+            .last()
+            .is_some_and(|n| n.name.is_empty() && n.parent == top && n.stop as usize == self.doc.strings.len());
+        // Whitespace between tags is most of a page's text nodes and never matters: keep none of it,
+        // except one space inside a node split across chunks, where it separates words.
+        let chunk = if chunk.bytes().all(|b| b.is_ascii_whitespace()) {
+            if !continues {
+                return;
+            }
+            " "
+        } else {
+            chunk
+        };
+        self.doc.strings.push_str(chunk);
+        let stop = index(self.doc.strings.len());
+        if continues {
+            if let Some(last) = self.doc.nodes.last_mut() {
+                last.stop = stop;
+            }
+            return;
+        }
+        let id = index(self.doc.nodes.len());
+        let start = index(self.doc.strings.len() - chunk.len());
+        self.doc.nodes.push(Node { parent: top, end: id.saturating_add(1), name: Cow::Borrowed(""), start, stop });
+    }
+
+    fn finish(mut self) -> Document {
+        while !self.stack.is_empty() {
+            self.pop();
+        }
+        let mut doc = self.doc;
+        // Entities are decoded once the tree is complete (a chunk boundary may have split one); the
+        // few strings that hold one get their decoded form appended to the arena.
+        let Document { nodes, attrs, strings, .. } = &mut doc;
+        let mut redo = |start: &mut u32, stop: &mut u32| {
+            let Some(slice) = strings.get(*start as usize..*stop as usize) else { return };
+            if let Cow::Owned(decoded) = decode_entities(slice) {
+                *start = index(strings.len());
+                strings.push_str(&decoded);
+                *stop = index(strings.len());
+            }
+        };
+        for node in nodes.iter_mut().filter(|n| n.name.is_empty()) {
+            redo(&mut node.start, &mut node.stop);
+        }
+        for attr in attrs.iter_mut() {
+            redo(&mut attr.start, &mut attr.stop);
+        }
+        doc
+    }
+}
+
+fn closes_p(name: &str) -> bool {
+    matches!(
+        name,
+        "address" | "article" | "aside" | "blockquote" | "details" | "div" | "dl" | "fieldset"
+            | "figure" | "footer" | "form" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "header"
+            | "hr" | "li" | "main" | "nav" | "ol" | "p" | "pre" | "section" | "table" | "ul"
+    )
+}
+
+/// The element's tag name, read from the source to avoid an allocation for the usual names.
+fn tag_name(el: &LolElement<'_, '_>, input: &[u8]) -> Cow<'static, str> {
+    let raw = input.get(el.source_location().bytes()).and_then(|tag| {
+        let name = tag.strip_prefix(b"<")?;
+        let len = name.iter().position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')?;
+        name.get(..len)
+    });
+    if let Some(raw) = raw {
+        if let Some(known) = common_tag(raw) {
+            return Cow::Borrowed(known);
+        }
+    }
+    Cow::Owned(el.tag_name())
+}
+
+/// The attributes we keep, as `(name, value)`; values borrow the input where it is valid UTF-8.
+fn kept_attributes<'a>(el: &LolElement<'_, '_>, input: &'a [u8], out: &mut Vec<(AttrId, Cow<'a, str>)>) {
+    out.clear();
+    for attr in el.attributes() {
+        // Compare the name in the source bytes: no allocation for the many attributes we drop.
+        let Some(raw) = attr.name_source_location().and_then(|loc| input.get(loc.bytes())) else {
+            continue;
+        };
+        let Some(name) = kept_attribute(raw) else {
+            continue;
+        };
+        // The first of duplicate attributes wins, as in browsers.
+        if out.iter().all(|(n, _)| *n != name) {
+            let raw = attr.value_source_location().and_then(|loc| input.get(loc.bytes()));
+            let value = match raw.map(std::str::from_utf8) {
+                Some(Ok(v)) => Cow::Borrowed(v),
+                _ => Cow::Owned(attr.value()),
+            };
+            out.push((name, value));
+        }
+    }
+}
+
+impl Document {
+    /// Tokenizes `input` (decoded as UTF-8, invalid bytes replaced) and builds the tree.
+    pub fn parse(input: &[u8]) -> Result<Document, String> {
+        // Sized from typical pages (about one node per 40 bytes, a third of the bytes being text and
+        // kept attribute values) so that the arenas rarely grow and copy.
+        let mut builder = Builder::default();
+        builder.doc.nodes.reserve(input.len() / 40);
+        builder.doc.attrs.reserve(input.len() / 80);
+        builder.doc.strings.reserve(input.len() / 3);
+        builder.stack.reserve(64);
+        let builder = Rc::new(RefCell::new(builder));
+        let any: Selector = "*".parse().map_err(|e| format!("selector: {e}"))?;
+        {
+            let on_element = Rc::clone(&builder);
+            let on_text = Rc::clone(&builder);
+            let mut attrs = Vec::new();
+            let element_handler = move |el: &mut LolElement<'_, '_>| {
+                let name = tag_name(el, input);
+                kept_attributes(el, input, &mut attrs);
+                let has_content = el.can_have_content();
+                let opened = on_element.borrow_mut().start(name, &attrs, has_content);
+                if matches!(opened, Opened::Nothing) {
+                    return Ok(());
+                }
+                if let Some(handlers) = el.end_tag_handlers() {
+                    let on_end = Rc::clone(&on_element);
+                    handlers.push(Box::new(move |_end| {
+                        on_end.borrow_mut().end(&opened);
+                        Ok(())
+                    }));
+                }
+                Ok(())
+            };
+            let text_handler = move |chunk: &mut TextChunk<'_>| {
+                // Script and style bodies are not page text.
+                if matches!(chunk.text_type(), TextType::Data | TextType::RCData | TextType::CDataSection) {
+                    on_text.borrow_mut().text(chunk.as_str());
+                }
+                Ok(())
+            };
+            let settings = Settings {
+                element_content_handlers: vec![(
+                    Cow::Owned(any),
+                    ElementContentHandlers::default().element(element_handler),
+                )],
+                document_content_handlers: vec![DocumentContentHandlers::default().text(text_handler)],
+                // Not strict: an ambiguous page is still parsed the way a browser would guess.
+                strict: false,
+                memory_settings: MemorySettings::new(),
+                ..Settings::new()
+            };
+            let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+            rewriter.write(input).map_err(|e| e.to_string())?;
+            rewriter.end().map_err(|e| e.to_string())?;
+        }
+        let builder = Rc::try_unwrap(builder).map_err(|_| "tree builder still shared".to_owned())?;
+        Ok(builder.into_inner().finish())
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The tag name of element `i` (`None` for a text node).
+    pub fn name(&self, i: usize) -> Option<&str> {
+        self.nodes.get(i).map(|n| n.name.as_ref()).filter(|n| !n.is_empty())
+    }
+
+    pub fn text_node(&self, i: usize) -> Option<&str> {
+        let n = self.nodes.get(i).filter(|n| n.name.is_empty())?;
+        self.strings.get(n.start as usize..n.stop as usize)
+    }
+
+    pub fn is(&self, i: usize, name: &str) -> bool {
+        self.name(i) == Some(name)
+    }
+
+    /// The value of attribute `name` (lower case, one of the kept ones) of element `i`.
+    pub fn attr(&self, i: usize, name: &str) -> Option<&str> {
+        let id = attr_id(name.as_bytes())?;
+        let n = self.nodes.get(i).filter(|n| !n.name.is_empty())?;
+        let attrs = self.attrs.get(n.start as usize..n.stop as usize)?;
+        let a = attrs.iter().find(|a| a.id == id)?;
+        self.strings.get(a.start as usize..a.stop as usize)
+    }
+
+    /// The elements that have attribute `name` (lower case, one of the kept ones), in document order.
+    pub fn with_attr(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        let list = attr_id(name.as_bytes()).and_then(|id| self.by_attr.get(id as usize));
+        list.into_iter().flatten().map(|&i| i as usize)
+    }
+
+    pub fn has_class(&self, i: usize, class: &str) -> bool {
+        self.attr(i, "class").is_some_and(|c| c.split_ascii_whitespace().any(|t| t == class))
+    }
+
+    pub fn parent(&self, i: usize) -> Option<usize> {
+        let p = self.nodes.get(i)?.parent;
+        (p != NO_PARENT).then_some(p as usize)
+    }
+
+    /// Indices of the descendants of `i`, in document order.
+    pub fn descendants(&self, i: usize) -> Range<usize> {
+        match self.nodes.get(i) {
+            Some(n) => (i + 1)..(n.end as usize).clamp(i + 1, self.nodes.len()),
+            None => 0..0,
+        }
+    }
+
+    /// `i` and its descendants.
+    pub fn subtree(&self, i: usize) -> Range<usize> {
+        let d = self.descendants(i);
+        if d.is_empty() && self.nodes.get(i).is_none() {
+            return 0..0;
+        }
+        i..d.end
+    }
+
+    pub fn ancestors(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::successors(self.parent(i), move |&a| self.parent(a))
+    }
+
+    /// The text of `i`'s subtree with whitespace collapsed, skipping the nodes in `skip`.
+    pub fn text_excluding(&self, i: usize, skip: Range<usize>) -> String {
+        let mut out = String::new();
+        for j in self.subtree(i) {
+            if skip.contains(&j) {
+                continue;
+            }
+            if let Some(t) = self.text_node(j) {
+                out.push_str(t);
+                out.push(' ');
+            }
+        }
+        normalize(&out)
+    }
+
+    pub fn text(&self, i: usize) -> String {
+        self.text_excluding(i, 0..0)
+    }
+
+    /// The text of a small element (at most `max_nodes` nodes); `None` for a larger one. Values that sit
+    /// next to a label or inside a link are short, and capping keeps hostile nesting from costing
+    /// quadratic time.
+    pub fn short_text(&self, i: usize, max_nodes: usize) -> Option<String> {
+        (self.subtree(i).len() <= max_nodes).then(|| self.text(i))
+    }
+
+    /// For each label, the text nodes whose collapsed text equals it (ASCII case-insensitive), in one
+    /// pass over the document.
+    pub fn find_labels<const N: usize>(&self, labels: [&str; N]) -> [Vec<usize>; N] {
+        let mut found: [Vec<usize>; N] = std::array::from_fn(|_| Vec::new());
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.name.is_empty() {
+                continue;
+            }
+            let Some(text) = self.strings.get(node.start as usize..node.stop as usize) else { continue };
+            let text = trim(text);
+            // Most text nodes are whitespace between tags.
+            if text.is_empty() {
+                continue;
+            }
+            for (label, hits) in labels.iter().zip(found.iter_mut()) {
+                if label_matches(text, label) {
+                    hits.push(i);
+                }
+            }
+        }
+        found
+    }
+
+    pub fn find_label(&self, label: &str) -> Vec<usize> {
+        let [hits] = self.find_labels([label]);
+        hits
+    }
+}
+
+/// Trims whitespace: the cheap ASCII trim, then the Unicode-aware one only if a non-ASCII byte is at
+/// an edge (a no-break space, say).
+fn trim(text: &str) -> &str {
+    let text = text.trim_ascii();
+    match (text.bytes().next(), text.bytes().last()) {
+        (Some(a), Some(b)) if !a.is_ascii() || !b.is_ascii() => text.trim(),
+        _ => text,
+    }
+}
+
+/// `text` equals `label` once whitespace is collapsed, ignoring ASCII case, without allocating.
+pub fn label_matches(text: &str, label: &str) -> bool {
+    let text = trim(text);
+    // Rule out other words before splitting.
+    let (Some(first), Some(wanted_first)) = (text.bytes().next(), label.bytes().next()) else {
+        return text.is_empty() && label.trim().is_empty();
+    };
+    if !first.eq_ignore_ascii_case(&wanted_first) || text.len() < label.len() || text.len() > label.len() * 4 {
+        return false;
+    }
+    let mut words = text.split(char::is_whitespace).filter(|w| !w.is_empty());
+    let mut wanted = label.split(' ').filter(|w| !w.is_empty());
+    loop {
+        match (words.next(), wanted.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(doc: &Document, range: Range<usize>) -> Vec<String> {
+        range.filter_map(|i| doc.name(i).map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn builds_tree_with_implied_ends() -> Result<(), String> {
+        let doc = Document::parse(b"<ul><li>a<li>b<span>c</ul><p>x<div>y</div>")?;
+        let ul = 0;
+        assert!(doc.is(ul, "ul"));
+        assert_eq!(names(&doc, doc.descendants(ul)), ["li", "li", "span"]);
+        let p = (0..doc.len()).find(|&i| doc.is(i, "p")).ok_or("no p")?;
+        let div = (0..doc.len()).find(|&i| doc.is(i, "div")).ok_or("no div")?;
+        assert_eq!(doc.parent(div), None, "a div closes the open p");
+        assert_eq!(doc.text(p), "x");
+        Ok(())
+    }
+
+    #[test]
+    fn decodes_entities_and_keeps_only_known_attributes() -> Result<(), String> {
+        let doc = Document::parse(b"<a href='/x?a=1&amp;page=2' onclick=evil title=t TITLE=u>A&nbsp;&amp;&#66;</a>")?;
+        assert_eq!(doc.attr(0, "href"), Some("/x?a=1&page=2"));
+        assert_eq!(doc.attr(0, "title"), Some("t"));
+        assert_eq!(doc.attr(0, "onclick"), None);
+        assert_eq!(doc.attrs.len(), 2);
+        assert_eq!(doc.with_attr("href").collect::<Vec<_>>(), [0]);
+        assert_eq!(doc.text(0), "A &B");
+        Ok(())
+    }
+
+    #[test]
+    fn script_text_is_not_page_text() -> Result<(), String> {
+        let doc = Document::parse(b"<div><script>var s = '<span>Total downloads</span>';</script>z</div>")?;
+        assert!(doc.find_label("Total downloads").is_empty());
+        assert_eq!(doc.text(0), "z");
+        Ok(())
+    }
+
+    #[test]
+    fn template_content_is_inert() -> Result<(), String> {
+        let doc = Document::parse(b"<div><template><span>Total downloads</span><template>x</template>y</template>z</div>")?;
+        assert!(doc.find_label("Total downloads").is_empty());
+        assert_eq!(doc.text(0), "z");
+        assert_eq!(names(&doc, doc.descendants(0)), ["template"]);
+        Ok(())
+    }
+
+    #[test]
+    fn depth_is_capped() -> Result<(), String> {
+        let html = "<div>".repeat(MAX_DEPTH * 3);
+        let doc = Document::parse(html.as_bytes())?;
+        let deepest = doc.len() - 1;
+        assert_eq!(doc.ancestors(deepest).count(), MAX_DEPTH - 1);
+        Ok(())
+    }
+
+    #[test]
+    fn svg_self_closing_and_void_elements() -> Result<(), String> {
+        let doc = Document::parse(b"<svg><rect data-date=\"d1\"/><rect data-date=d2></rect></svg><img><b>t</b>")?;
+        let rects: Vec<usize> = (0..doc.len()).filter(|&i| doc.is(i, "rect")).collect();
+        assert_eq!(rects.len(), 2);
+        assert_eq!(rects.iter().map(|&r| doc.parent(r)).collect::<Vec<_>>(), [Some(0), Some(0)]);
+        let b = (0..doc.len()).find(|&i| doc.is(i, "b")).ok_or("no b")?;
+        assert_eq!(doc.parent(b), None);
+        Ok(())
+    }
+}
