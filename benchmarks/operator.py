@@ -50,12 +50,12 @@ def _proc_stat(pid: int) -> tuple[float, int]:
 
 
 def _operator_requests(audit_log: Path, since: float) -> Counter[str]:
-    """The operator's API requests by verb (kubectl's and this script's are left out)."""
+    """The operator's API requests by verb: its own client's and kopf's (by their user agents)."""
     counts: Counter[str] = Counter()
     for line in audit_log.read_text().splitlines():
         event = json.loads(line)
         agent = event.get("userAgent", "")
-        if agent.startswith("kubectl") or agent.startswith("bench"):
+        if not agent.startswith(("packagestats/", "kopf/")):
             continue
         stamp = time.mktime(time.strptime(event["requestReceivedTimestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
         if stamp >= since:
