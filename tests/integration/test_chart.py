@@ -28,12 +28,14 @@ from packagestats.settings import Settings
 from tests.support import flux
 from tests.support.cluster import Cluster
 from tests.support.fake_github import FakeGitHub
+from tests.unit.test_chart_static import exported_series, promql_problems
 
 pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "packagestats"
+DASHBOARD = CHART / "dashboards" / "packagestats.json"
 FLUX = REPO / "deploy" / "flux"
 PSS_LABEL = "pod-security.kubernetes.io/enforce"
 
@@ -58,6 +60,18 @@ CHANGED_SETTINGS: dict[str, Any] = {
     "maxVersionsInStatus": 5,
     "metricsPort": 9090,
     "healthPort": 9091,
+}
+
+# The PrometheusRule, the Grafana dashboard's ConfigMap and the badge Ingress, with non-default values.
+OBSERVABILITY_VALUES: dict[str, Any] = {
+    "prometheusRule": {"enabled": True, "labels": {"release": "prom"}, "staleAfter": "1d12h",
+                       "alertLabels": {"team": "platform"},
+                       "alerts": {"markupChanged": {"severity": "critical"}, "rateLimited": {"for": "30m"}}},
+    "grafanaDashboard": {"enabled": True, "label": "grafana.com/dashboard", "labelValue": "packagestats",
+                         "annotations": {"grafana_folder": "PackageStats"}},
+    "badgeIngress": {"enabled": True, "className": "nginx", "host": "badges.example.org",
+                     "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                     "tls": [{"secretName": "badges-tls", "hosts": ["badges.example.org"]}]},
 }
 
 
@@ -155,6 +169,7 @@ def test_lint_default_and_non_default_values(helm: Helm, tmp_path: Path) -> None
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]}},
         "settings": CHANGED_SETTINGS,
+        **OBSERVABILITY_VALUES,
     }))
     for args in ([], ["-f", str(values)]):
         out = helm.run("lint", "--strict", str(CHART), *args).stdout
@@ -171,6 +186,15 @@ def test_lint_default_and_non_default_values(helm: Helm, tmp_path: Path) -> None
     (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
     (["--set-json", 'extraEnv=[{"name":"PACKAGESTATS_GITHUB_TOKEN","value":"x"}]'],
      "at '/extraEnv/0/name': 'not' failed"),
+    (["--set", "prometheusRule.staleAfter=3 hours"], "at '/prometheusRule/staleAfter': '3 hours' does not match"),
+    (["--set", "prometheusRule.alerts.rateLimited.for=15min"],
+     "at '/prometheusRule/alerts/rateLimited/for': '15min' does not match"),
+    (["--set", "prometheusRule.alerts.unknownAlert.enabled=true"],
+     "at '/prometheusRule/alerts': additional properties 'unknownAlert' not allowed"),
+    (["--set", "prometheusRule.alertLabels.severity=critical"], "invalid propertyName 'severity'"),
+    (["--set", "grafanaDashboard.folder=x"], "at '/grafanaDashboard': additional properties 'folder' not allowed"),
+    (["--set", "badgeIngress.path=/metrics"], "at '/badgeIngress': additional properties 'path' not allowed"),
+    (["--set", "badgeIngress.host=Bad_Host"], "at '/badgeIngress/host': 'Bad_Host' does not match"),
 ])
 def test_schema_rejects_bad_values(helm: Helm, args: list[str], message: str) -> None:
     proc = helm.run("template", "rel", str(CHART), *args, check=False)
@@ -290,6 +314,151 @@ def test_template_ports_off(helm: Helm) -> None:
     proc = helm.run("template", "rel", str(CHART), "--set", "settings.metricsPort=0",
                     "--set", "serviceMonitor.enabled=true", check=False)
     assert proc.returncode == 1 and "serviceMonitor.enabled needs settings.metricsPort > 0" in proc.stderr
+
+
+def observability_docs(helm: Helm, tmp_path: Path, namespace: str = "ops") -> list[dict[str, Any]]:
+    values = tmp_path / "observability.yaml"
+    values.write_text(yaml.safe_dump(OBSERVABILITY_VALUES))
+    return helm.template("-f", str(values), namespace=namespace)
+
+
+def test_template_observability(helm: Helm, tmp_path: Path) -> None:
+    docs = observability_docs(helm, tmp_path)
+    kinds = by_kind(docs)
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Ingress",
+                             "PrometheusRule", "Service", "ServiceAccount"]
+    labels = kinds["Deployment"][0]["metadata"]["labels"]
+    [service] = kinds["Service"]
+
+    # The Ingress routes /badge (and /badge/...) to the metrics port, and nothing else.
+    [ingress] = kinds["Ingress"]
+    assert ingress == {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "rel-packagestats-badges", "namespace": "ops", "labels": labels,
+                     "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}},
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"secretName": "badges-tls", "hosts": ["badges.example.org"]}],
+            "rules": [{"host": "badges.example.org", "http": {"paths": [{
+                "path": "/badge", "pathType": "Prefix",
+                "backend": {"service": {"name": "rel-packagestats", "port": {"name": "metrics"}}}}]}}],
+        }}
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics", "health"]
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/badge"]
+
+    # The dashboard, byte for byte, in a ConfigMap with the sidecar's label.
+    [configmap] = kinds["ConfigMap"]
+    assert configmap["metadata"] == {
+        "name": "rel-packagestats-dashboard", "namespace": "ops",
+        "labels": {**labels, "grafana.com/dashboard": "packagestats"},
+        "annotations": {"grafana_folder": "PackageStats"}}
+    assert configmap["data"] == {"packagestats.json": DASHBOARD.read_text().removesuffix("\n")}
+    assert json.loads(configmap["data"]["packagestats.json"])["uid"] == "packagestats"
+
+    # The alerts: staleAfter 1d12h is 129600 s; severity per alert, alertLabels on each.
+    [rule] = kinds["PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"] == {"name": "rel-packagestats", "namespace": "ops",
+                                "labels": {**labels, "release": "prom"}}
+    [group] = rule["spec"]["groups"]
+    assert group["name"] == "packagestats"
+    assert [{k: v for k, v in r.items() if k != "annotations"} for r in group["rules"]] == [
+        {"alert": "PackageStatsScrapeStale",
+         "expr": "time() - packagestats_package_last_success_timestamp_seconds > 129600",
+         "for": "0m", "labels": {"severity": "warning", "team": "platform"}},
+        {"alert": "PackageStatsMarkupChanged",
+         "expr": "sum by (namespace, name, owner, package, type) "
+                 '(increase(packagestats_fetch_errors_total{reason="NoCount"}[129600s])) > 0',
+         "for": "0m", "labels": {"severity": "critical", "team": "platform"}},
+        {"alert": "PackageStatsRateLimited", "expr": "packagestats_github_cooldown_seconds > 0",
+         "for": "30m", "labels": {"severity": "warning", "team": "platform"}},
+    ]
+    series = exported_series()
+    for r in group["rules"]:
+        assert promql_problems(r["expr"], series) == [], r["alert"]
+        assert set(r["annotations"]) == {"summary", "description"}
+        # Prometheus's templates pass through Helm untouched.
+        assert "{{ $labels." in r["annotations"]["description"], r["alert"]
+    stale, markup, limited = (r["annotations"] for r in group["rules"])
+    assert stale["summary"] == ("No good scrape of {{ $labels.package }} ({{ $labels.type }}) of PackageStats "
+                                "{{ $labels.namespace }}/{{ $labels.name }} for more than 1d12h")
+    assert "{{ $value | humanizeDuration }}" in stale["description"]
+    assert "NoCount" in markup["description"] and "markup" in markup["description"]
+    assert limited["summary"] == "GitHub has rate-limited packagestats (HTTP 429) for more than 30m"
+
+
+def test_template_observability_options(helm: Helm) -> None:
+    docs = helm.template("--set", "prometheusRule.enabled=true",
+                         "--set", "prometheusRule.alerts.scrapeStale.enabled=false",
+                         "--set", "prometheusRule.alerts.rateLimited.enabled=false",
+                         "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.namespace=monitoring",
+                         "--set", "badgeIngress.enabled=true")
+    kinds = by_kind(docs)
+    [rule] = kinds["PrometheusRule"]
+    assert [r["alert"] for r in rule["spec"]["groups"][0]["rules"]] == ["PackageStatsMarkupChanged"]
+    assert "[10800s]" in rule["spec"]["groups"][0]["rules"][0]["expr"]  # the default staleAfter, 3h
+    [configmap] = kinds["ConfigMap"]
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in configmap["metadata"]
+    # No host: the rule matches every host; no class, no TLS.
+    [ingress] = kinds["Ingress"]
+    assert ingress["spec"] == {"rules": [{"http": {"paths": [{
+        "path": "/badge", "pathType": "Prefix",
+        "backend": {"service": {"name": "rel-packagestats", "port": {"name": "metrics"}}}}]}}]}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "badgeIngress.enabled=true", "--set", "settings.metricsPort=0"],
+     "badgeIngress.enabled needs settings.metricsPort > 0"),
+    (["--set", "badgeIngress.enabled=true", "--set", "service.enabled=false"],
+     "badgeIngress.enabled needs service.enabled"),
+    (["--set", "prometheusRule.enabled=true", "--set", "prometheusRule.staleAfter=0h"],
+     "prometheusRule.staleAfter must be a duration above 0"),
+    (["--set", "prometheusRule.enabled=true", "--set", "prometheusRule.alerts.scrapeStale.enabled=false",
+      "--set", "prometheusRule.alerts.markupChanged.enabled=false",
+      "--set", "prometheusRule.alerts.rateLimited.enabled=false"],
+     "prometheusRule.enabled needs at least one of prometheusRule.alerts.*.enabled"),
+])
+def test_template_refuses(helm: Helm, args: list[str], message: str) -> None:
+    proc = helm.run("template", "rel", str(CHART), *args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def prometheus_rule_crd(kube: Cluster) -> flux.FluxCRD:
+    """prometheus-operator's PrometheusRule CRD, from the Go module proxy, installed in the test cluster."""
+    try:
+        crd = flux.prometheus_rule_crd()
+    except flux.GoUnavailable as e:
+        pytest.skip(str(e))
+    kube.kubectl("apply", "--server-side", "--field-manager=packagestats-tests", "-f", str(crd.path))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd.name}")
+    return crd
+
+
+def test_observability_objects_pass_server_side_dry_run(kube: Cluster, prometheus_rule_crd: flux.FluxCRD,
+                                                        helm: Helm, namespace: str, tmp_path: Path) -> None:
+    docs = [d for d in observability_docs(helm, tmp_path, namespace=namespace)
+            if d["kind"] in ("PrometheusRule", "ConfigMap", "Ingress")]
+    out = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                       input=yaml.safe_dump_all(docs)).stdout
+    assert sorted(out.splitlines()) == [
+        "configmap/rel-packagestats-dashboard created (server dry run)",
+        "ingress.networking.k8s.io/rel-packagestats-badges created (server dry run)",
+        "prometheusrule.monitoring.coreos.com/rel-packagestats created (server dry run)",
+    ]
+    # The check is real: the CRD refuses a field it does not know, and a `for` that is no duration.
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    rule["spec"]["groups"][0]["rules"][0]["severity"] = "warning"
+    refused = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                           input=yaml.safe_dump(rule), check=False)
+    assert refused.returncode == 1 and 'unknown field "spec.groups[0].rules[0].severity"' in refused.stderr
+    del rule["spec"]["groups"][0]["rules"][0]["severity"]
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "15 minutes"
+    refused = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(rule), check=False)
+    assert refused.returncode == 1 and "spec.groups[0].rules[0].for" in refused.stderr, refused.stderr
 
 
 # --- install, upgrade, uninstall ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.cluster
 def test_namespace_created_and_read_back(kube: Cluster, namespace: str) -> None:
     core = kubernetes.client.CoreV1Api(kube.api_client())
     ns = core.read_namespace(namespace)
+    assert ns.metadata is not None and ns.status is not None
     assert ns.metadata.name == namespace
     assert ns.status.phase == "Active"
     assert ns.metadata.uid  # assigned by the apiserver

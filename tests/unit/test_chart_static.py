@@ -371,7 +371,7 @@ def test_dashboard_panels() -> None:
     assert panel_with("packagestats_scrape_duration_seconds_bucket") == ["Scrape duration"]
     for panel in board["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         # Every panel filters by the namespace and name variables, except the operator-wide cooldown.
         for target in panel["targets"]:
             if "packagestats_github_cooldown_seconds" not in target["expr"]:
