@@ -11,6 +11,7 @@ import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from packagestats import pages, status
 from packagestats.api import (
@@ -22,7 +23,7 @@ from packagestats.api import (
     VersionDownloads,
 )
 from packagestats.github import FetchError, GitHubClient
-from packagestats.sandbox import Kind, LimitExceeded, NoCountError, ParserError, Sandbox
+from packagestats.sandbox import BadOutputError, Kind, LimitExceeded, NoCountError, ParserError, Sandbox
 from packagestats.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ _FETCH_REASONS = {
 
 
 ParseObserver = Callable[[str, float, int], None]  # (kind, seconds, fuel)
+P = TypeVar("P", pages.PackagePage, pages.VersionsPage, pages.ListingPage)
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,12 @@ class Scraper:
     sandbox: Sandbox
     observe_parse: ParseObserver | None = None
 
-    async def _parse(self, body: bytes, kind: Kind) -> pages.Page:
+    async def _parse(self, body: bytes, kind: Kind, expected: type[P]) -> P:
         result = await asyncio.to_thread(self.sandbox.parse, body, kind)
         if self.observe_parse is not None:
             self.observe_parse(kind, result.seconds, result.fuel_consumed)
+        if not isinstance(result.page, expected):
+            raise BadOutputError(f"the parser answered a {result.page.kind} page for a {kind} page")
         return result.page
 
     async def discover(self, owner: str) -> list[PackageRef]:
@@ -58,8 +62,7 @@ class Scraper:
         page = 1
         while page <= min(page_count, self.settings.max_listing_pages):
             _, body = await self.github.fetch_listing_page(owner, page)
-            listing = await self._parse(body, "listing")
-            assert isinstance(listing, pages.ListingPage)
+            listing = await self._parse(body, "listing", pages.ListingPage)
             for entry in listing.packages:
                 if entry.type not in PACKAGE_TYPES:
                     continue
@@ -74,12 +77,11 @@ class Scraper:
         url: str | None = None
         try:
             url, body = await self.github.fetch_package_page(owner, ref.name, ref.type, ref.repository)
-            page = await self._parse(body, "package")
-            assert isinstance(page, pages.PackagePage)
+            page = await self._parse(body, "package", pages.PackagePage)
             versions = [VersionDownloads(id=v.id, name=v.name, tags=list(v.tags), downloads=v.downloads)
                         for v in page.versions]
-            if self.settings.max_version_pages > 0 and page.versions_page_count:
-                versions = await self._versions(url, page.versions_page_count) or versions
+            if self.settings.max_version_pages > 0:
+                versions = await self._versions(url) or versions
             return status.Scraped(
                 url=url, downloads=page.downloads, approximate=page.approximate,
                 daily=[DailyCount(date=d.date, count=d.count) for d in page.daily],
@@ -97,21 +99,21 @@ class Scraper:
         except ParserError as e:
             return status.Failure("ParseFailed", f"parsing {url} failed: {e.reason}", permanent=True, url=url)
 
-    async def _versions(self, package_url: str, page_count: int) -> list[VersionDownloads]:
-        """Per-version counts from the versions list; a failure here keeps the package page's rows."""
+    async def _versions(self, package_url: str) -> list[VersionDownloads]:
+        """Per-version counts from the tagged versions list, as many pages as it has up to the setting;
+        a failure here keeps the package page's own rows."""
         rows: list[VersionDownloads] = []
-        for n in range(1, min(page_count, self.settings.max_version_pages) + 1):
+        n, page_count, enough = 1, 1, self.settings.max_versions_in_status
+        while n <= min(page_count, self.settings.max_version_pages) and len(rows) < enough:
             try:
                 body = await self.github.fetch_versions_page(package_url, n)
-                listing = await self._parse(body, "versions")
+                listing = await self._parse(body, "versions", pages.VersionsPage)
             except (FetchError, ParserError) as e:
                 log.info("versions page %d of %s skipped: %s", n, package_url, e)
                 return rows
-            assert isinstance(listing, pages.VersionsPage)
             rows.extend(VersionDownloads(id=v.id, name=v.name, tags=list(v.tags), downloads=v.downloads)
                         for v in listing.versions)
-            if len(rows) >= self.settings.max_versions_in_status:
-                break
+            page_count, n = listing.page_count, n + 1
         return rows
 
     async def scrape(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from packagestats.settings import Settings
 from tests.support import flux
 from tests.support.cluster import Cluster
 from tests.support.fake_github import FakeGitHub
+from tests.support.operator import OperatorProcess, running_operator
 from tests.unit.test_chart_static import exported_series, promql_problems
 
 pytestmark = pytest.mark.cluster
@@ -568,35 +567,7 @@ def token_kubeconfig(kube: Cluster, namespace: str, sa: str, path: Path) -> Path
 FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions", "Failed to post an event")
 
 
-@dataclass(frozen=True)
-class Operator:
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-
-@contextmanager
-def operator_process(kubeconfig: Path, github_url: str, workdir: Path, namespaces: str) -> Iterator[Operator]:
-    """`packagestats run` out of cluster with the given kubeconfig; stops it (SIGTERM) at the end."""
-    log_path = workdir / "operator.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKAGESTATS_")}
-    env.update({"KUBECONFIG": str(kubeconfig), "PACKAGESTATS_GITHUB_URL": github_url,
-                "PACKAGESTATS_HEALTH_PORT": "0", "PACKAGESTATS_METRICS_PORT": "0",
-                "PACKAGESTATS_CACHE_DIR": str(workdir / "cache"), "PACKAGESTATS_NAMESPACES": namespaces})
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "packagestats"), "run"], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    try:
-        yield Operator(log_path, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], op: Operator, timeout: float = 60.0) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], op: OperatorProcess, timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline and op.proc.poll() is None:
@@ -609,8 +580,7 @@ def wait_for(what: str, probe: Callable[[], T | None], op: Operator, timeout: fl
                          f"{op.log.read_text(errors='replace')[-4000:]}")
 
 
-def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, workdir: Path,
-                                 namespaces: str) -> None:
+def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, namespaces: str) -> None:
     """Run the operator with the token kubeconfig: a PackageStats gets Ready with the exact count, its
     Event is posted and, once deleted, its finalizer is removed; the log shows no permission error."""
     def get() -> dict[str, Any] | None:
@@ -634,7 +604,7 @@ def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, 
             "apiVersion": "packagestats.dev/v1alpha1", "kind": "PackageStats",
             "metadata": {"name": "widget", "namespace": watched},
             "spec": {"owner": "acme", "packages": [{"name": "widget", "repository": "widget"}]}}))
-        with operator_process(kubeconfig, gh.base_url, workdir, namespaces) as op:
+        with running_operator(kubeconfig, gh.base_url, {"PACKAGESTATS_NAMESPACES": namespaces}) as op:
             obj = wait_for("Ready with 4242 downloads", ready, op)
             assert [p["downloads"] for p in obj["status"]["packages"]] == [4242]
             assert obj["metadata"]["finalizers"] == ["packagestats.dev/finalizer"]
@@ -683,7 +653,7 @@ def test_cluster_wide_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: s
             assert [d for d in denied if can_i(kube, sa, *d)] == []
 
             kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
-            reconcile_as_service_account(kube, kubeconfig, other, tmp_path, "")
+            reconcile_as_service_account(kube, kubeconfig, other, "")
     finally:
         kube.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
@@ -719,7 +689,7 @@ def test_namespaced_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: str
             assert [d for d in denied if can_i(kube, sa, *d)] == []
 
             kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
-            reconcile_as_service_account(kube, kubeconfig, watched, tmp_path, watched)
+            reconcile_as_service_account(kube, kubeconfig, watched, watched)
     finally:
         kube.kubectl("delete", "namespace", watched, "--wait=false", check=False)
 

@@ -33,7 +33,11 @@ TEST_SETTINGS = {
 @dataclass(frozen=True)
 class OperatorProcess:
     log: Path
-    pid: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
 
 @contextmanager
@@ -52,7 +56,7 @@ def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, 
         proc = subprocess.Popen([str(script), "run"], stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL)
     try:
-        yield OperatorProcess(log_path, proc.pid)
+        yield OperatorProcess(log_path, proc)
     finally:
         proc.terminate()
         try:
