@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -26,11 +25,10 @@ from packagestats.settings import Settings
 from tests.support import flux
 from tests.support.cluster import Cluster
 from tests.support.fake_github import FakeGitHub
-from tests.support.operator import OperatorProcess, running_operator
+from tests.support.operator import running_operator, wait_for
 from tests.unit.test_chart_static import exported_series, promql_problems
 
 pytestmark = pytest.mark.cluster
-T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "packagestats"
@@ -567,19 +565,6 @@ def token_kubeconfig(kube: Cluster, namespace: str, sa: str, path: Path) -> Path
 FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions", "Failed to post an event")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], op: OperatorProcess, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline and op.proc.poll() is None:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    state = "timed out" if op.proc.poll() is None else f"the operator exited ({op.proc.returncode})"
-    raise AssertionError(f"{state} waiting for {what}; last seen: {last!r}\n"
-                         f"{op.log.read_text(errors='replace')[-4000:]}")
-
-
 def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, namespaces: str) -> None:
     """Run the operator with the token kubeconfig: a PackageStats gets Ready with the exact count, its
     Event is posted and, once deleted, its finalizer is removed; the log shows no permission error."""
@@ -605,12 +590,12 @@ def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, 
             "metadata": {"name": "widget", "namespace": watched},
             "spec": {"owner": "acme", "packages": [{"name": "widget", "repository": "widget"}]}}))
         with running_operator(kubeconfig, gh.base_url, {"PACKAGESTATS_NAMESPACES": namespaces}) as op:
-            obj = wait_for("Ready with 4242 downloads", ready, op)
+            obj = wait_for("Ready with 4242 downloads", ready, 60, op=op)
             assert [p["downloads"] for p in obj["status"]["packages"]] == [4242]
             assert obj["metadata"]["finalizers"] == ["packagestats.dev/finalizer"]
-            assert "DownloadsChanged" in wait_for("a DownloadsChanged Event", event_reasons, op)
+            assert "DownloadsChanged" in wait_for("a DownloadsChanged Event", event_reasons, 60, op=op)
             kube.kubectl("delete", "packagestats", "widget", "-n", watched, "--wait=false")
-            wait_for("the finalizer removed and the object gone", lambda: get() is None, op)
+            wait_for("the finalizer removed and the object gone", lambda: get() is None, 60, op=op)
         text = op.log.read_text(errors="replace")
     bad = [line for line in text.splitlines() if any(m in line for m in FORBIDDEN_MARKERS)]
     assert bad == [], "\n".join(bad)

@@ -66,11 +66,14 @@ def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, 
             proc.wait(5)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, log: Path | None = None) -> T:
-    """Poll until `probe` returns something truthy; fail with what was last seen."""
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, log: Path | None = None,
+             op: OperatorProcess | None = None) -> T:
+    """Poll until `probe` returns something truthy; fail with what was last seen and the operator's log
+    (at once when the operator `op` has exited)."""
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    log = log or (op.log if op is not None else None)
+    while time.monotonic() < deadline and (op is None or op.proc.poll() is None):
         try:
             last = probe()
         except AssertionError as e:  # kubectl failing (object not there yet)
@@ -79,8 +82,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, lo
             if last:
                 return last  # type: ignore[no-any-return]
         time.sleep(0.25)
+    state = f"the operator exited ({op.proc.returncode})" if op is not None and op.proc.poll() is not None \
+        else f"timed out after {timeout}s"
     tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}\n{tail}")
+    raise AssertionError(f"{state} waiting for {what}; last seen: {last!r}\n{tail}")
 
 
 def apply_packagestats(kube: Cluster, namespace: str, name: str, spec: dict[str, Any],
