@@ -26,7 +26,7 @@ from tests.support import flux
 from tests.support.cluster import Cluster
 from tests.support.fake_github import FakeGitHub
 from tests.support.operator import running_operator, wait_for
-from tests.unit.test_chart_static import exported_series, promql_problems
+from tests.support.promql import exported_series, promql_problems
 
 pytestmark = pytest.mark.cluster
 
