@@ -25,7 +25,6 @@ from tests.support.promql import exported_series, promql_problems
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "packagestats"
 DASHBOARD = CHART / "dashboards" / "packagestats.json"
-METRICS_PY = REPO / "src" / "packagestats" / "metrics.py"
 FLUX = REPO / "deploy" / "flux"
 DOCKERFILE = REPO / "Dockerfile"
 
