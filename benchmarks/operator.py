@@ -6,7 +6,7 @@ requests (from the apiserver's audit log, told apart by user agent), its peak RS
 window after that, its CPU use and API writes (there should be none: nothing changed).
 
     python benchmarks/operator.py                 # 100 in 10, then 1,000 in 100
-    python benchmarks/operator.py --sizes 1000:100 --idle 30
+    python benchmarks/operator.py --sizes 1000:100 --idle 30 --set PACKAGESTATS_MAX_CONCURRENCY=16
 Targets: 1,000 packages in 100 resources all Ready in <= 20 s, RSS <= 200 MB, the 1,000 run <= 11x the
 100 run, no API writes while nothing changed.
 """
@@ -63,7 +63,8 @@ def _operator_requests(audit_log: Path, since: float) -> Counter[str]:
     return counts
 
 
-def run(cp: controlplane.ControlPlane, packages: int, resources: int, idle: float) -> dict[str, Any]:
+def run(cp: controlplane.ControlPlane, packages: int, resources: int, idle: float,
+        settings: dict[str, str]) -> dict[str, Any]:
     env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig))
     kubectl = str(cp.bin_dir / "kubectl")
     ns = f"bench-{packages}"
@@ -82,11 +83,10 @@ def run(cp: controlplane.ControlPlane, packages: int, resources: int, idle: floa
                          "spec": {"owner": owner, "interval": "1h",
                                   "packages": [{"name": n, "repository": "repo"} for n in names]}})
         manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-        with running_operator(cp.kubeconfig, gh.base_url,
-                              {"PACKAGESTATS_MAX_VERSION_PAGES": "0", "PACKAGESTATS_MAX_CONCURRENCY": "16",
-                               "PACKAGESTATS_MAX_CONCURRENCY_PER_HOST": "16"}) as op:
+        with running_operator(cp.kubeconfig, gh.base_url, settings) as op:
             time.sleep(3)  # let the operator start and list (nothing to do yet)
             pid, log = op.pid, op.log
+            cpu_start, _ = _proc_stat(pid)
             t0 = time.time()
             subprocess.run([kubectl, "apply", "-f", "-"], input=manifest, env=env, check=True,
                            capture_output=True, text=True)
@@ -102,6 +102,7 @@ def run(cp: controlplane.ControlPlane, packages: int, resources: int, idle: floa
                     raise SystemExit(f"not all Ready after 300 s ({ready}/{resources}); see {log}")
                 time.sleep(0.2)
             elapsed = time.time() - t0
+            busy_cpu = _proc_stat(pid)[0] - cpu_start
             fetches = gh.count()
             busy_requests = _operator_requests(cp.audit_log, t0)
             cpu0, _ = _proc_stat(pid)
@@ -112,6 +113,7 @@ def run(cp: controlplane.ControlPlane, packages: int, resources: int, idle: floa
     totals = [sum(p.get("downloads", 0) for p in i["status"]["packages"]) for i in items]
     return {
         "packages": packages, "resources": resources, "ready_seconds": elapsed, "page_fetches": fetches,
+        "busy_cpu_seconds": busy_cpu,
         "api_requests": dict(busy_requests), "idle_cpu_percent": 100 * (cpu1 - cpu0) / idle,
         "idle_api_requests": dict(idle_requests),
         "idle_api_writes": sum(n for v, n in idle_requests.items() if v in WRITES),
@@ -123,18 +125,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100:10,1000:100", help="PACKAGES:RESOURCES, comma-separated")
     p.add_argument("--idle", type=float, default=20.0, help="seconds of the idle window")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="an operator setting, e.g. PACKAGESTATS_MAX_VERSION_PAGES=0; default: the operator's")
     args = p.parse_args()
     bin_dir = controlplane.build()
+    print(f"operator settings: {args.set or 'defaults'}", flush=True)
     results = []
     with controlplane.ControlPlane(Path(tempfile.mkdtemp(prefix="bench-cp-")), bin_dir, audit=True) as cp:
         subprocess.run([str(bin_dir / "kubectl"), "apply", "--server-side", "-f", str(CRD)], check=True,
                        env=dict(os.environ, KUBECONFIG=str(cp.kubeconfig)), capture_output=True)
         for size in args.sizes.split(","):
             packages, resources = (int(x) for x in size.split(":"))
-            result = run(cp, packages, resources, args.idle)
+            result = run(cp, packages, resources, args.idle, dict(kv.split("=", 1) for kv in args.set))
             results.append(result)
             print(f"{packages:>5} packages in {resources:>3} resources: all Ready in {result['ready_seconds']:.1f} s, "
-                  f"{result['page_fetches']} page fetches, API requests {result['api_requests']}, "
+                  f"{result['page_fetches']} page fetches, operator CPU {result['busy_cpu_seconds']:.1f} s, "
+                  f"API requests {result['api_requests']}, "
                   f"peak RSS {result['peak_rss_mb']:.0f} MB, idle CPU {result['idle_cpu_percent']:.2f} %, "
                   f"idle API writes {result['idle_api_writes']} (all idle requests {result['idle_api_requests']}), "
                   f"totals correct: {result['correct_totals']}", flush=True)
