@@ -37,7 +37,9 @@ ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 
 CACHE = Path(os.environ.get("PACKAGESTATS_CACHE", Path.home() / ".cache" / "packagestats"))
-BIN_DIR = CACHE / "bin" / f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_helm-{HELM_VERSION}"
+# Bumped when the way the binaries are built changes, so that a cache of older builds is not reused.
+BUILD_REVISION = 2
+BIN_DIR = CACHE / "bin" / f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_helm-{HELM_VERSION}_r{BUILD_REVISION}"
 STATE_DIR = CACHE / "cluster"  # where `up` keeps what `down` needs
 
 BINARIES = ("kube-apiserver", "kubectl", "etcd", "helm")
@@ -73,8 +75,19 @@ def _staging_replaces(kube_version: str) -> list[str]:
     return [f"replace {n} => {n} {staging_version}" for n in sorted(set(names))]
 
 
+def _version_ldflags(kube_version: str) -> list[str]:
+    """What Kubernetes' own build stamps into its binaries: without it they report v0.0.0-master,
+    which `kubectl version` refuses to parse and version checks (Helm's kubeVersion) get wrong."""
+    major, minor = kube_version.removeprefix("v").split(".")[:2]
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.gitVersion={kube_version}", f"-X {pkg}.gitMajor={major}",
+                  f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean"]
+    return flags
+
+
 def _build_module(name: str, require: dict[str, str], replaces: list[str],
-                  packages: dict[str, str], out_dir: Path) -> None:
+                  packages: dict[str, str], out_dir: Path, ldflags: list[str] | None = None) -> None:
     """A throwaway wrapper module whose only job is to pin versions and `go build` main packages."""
     src = CACHE / "src" / name
     shutil.rmtree(src, ignore_errors=True)
@@ -89,7 +102,8 @@ def _build_module(name: str, require: dict[str, str], replaces: list[str],
     tmp_out = out_dir.with_name(out_dir.name + ".partial")
     tmp_out.mkdir(parents=True, exist_ok=True)
     for binary, pkg in packages.items():
-        _go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp_out / binary), pkg], src)
+        flags = " ".join(["-s", "-w", *(ldflags or [])])
+        _go(["build", "-trimpath", f"-ldflags={flags}", "-o", str(tmp_out / binary), pkg], src)
     out_dir.mkdir(parents=True, exist_ok=True)
     for binary in packages:
         os.replace(tmp_out / binary, out_dir / binary)
@@ -122,13 +136,18 @@ def _build_missing(wanted: set[str]) -> Path:
             _staging_replaces(KUBERNETES_VERSION),
             {b: f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kubectl") if b in missing},
             BIN_DIR,
+            _version_ldflags(KUBERNETES_VERSION),
         )
     if "etcd" in missing:
         _build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
                       {"etcd": "go.etcd.io/etcd/server/v3"}, BIN_DIR)
     if "helm" in missing:
+        # Helm renders templates offline for this Kubernetes version (its default is 1.20).
+        major, minor = KUBERNETES_VERSION.removeprefix("v").split(".")[:2]
         _build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
-                      {"helm": "helm.sh/helm/v3/cmd/helm"}, BIN_DIR)
+                      {"helm": "helm.sh/helm/v3/cmd/helm"}, BIN_DIR,
+                      [f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={major}",
+                       f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}"])
     log(f"built {sorted(missing)} in {time.monotonic() - start:.0f}s into {BIN_DIR}")
     return BIN_DIR
 
