@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -123,12 +123,14 @@ class Metrics:
                               "Seconds left of the cooldown GitHub asked for with HTTP 429 (0: none).",
                               registry=self.registry)
 
-    def record_scrape(self, key: Key, owner: str, status: PackageStatsStatus, seconds: float,
-                      failed: Sequence[tuple[str, str, str]]) -> None:
-        """`failed`: (package, type, reason) of the packages whose scrape failed this time."""
+    def record_scrape(self, key: Key, owner: str, status: PackageStatsStatus, seconds: float) -> None:
+        """One scrape's duration, and an error for each package whose scrape failed this time (those
+        with an `error` in the status it produced)."""
         self.scrape_duration.labels(*key).observe(seconds)
-        for package, type_, reason in failed:
-            labels = (*key, owner, package, type_, reason)
+        for p in status.packages:
+            if p.error is None:
+                continue
+            labels = (*key, owner, p.name, p.type, p.error_reason or "Unknown")
             self.fetch_errors.labels(*labels).inc()
             self._labelled.setdefault(key, set()).add(labels)
 

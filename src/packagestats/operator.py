@@ -179,11 +179,10 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
         state.status = result.status
         kube.post(body, result.events)
         observations.update((namespace, name), spec.owner, result.status)
-        failed = [(p.name, p.type, p.error_reason or "Unknown") for p in result.status.packages if p.error]
-        metrics.record_scrape((namespace, name), spec.owner, result.status, time.monotonic() - started, failed)
+        metrics.record_scrape((namespace, name), spec.owner, result.status, time.monotonic() - started)
     except asyncio.CancelledError:
         raise
-    except Exception as e:
+    except Exception as e:  # the daemon must live on: the next interval retries
         log.exception("%s/%s: scrape failed", namespace, name)
         kube.post(body, [status.Event("Warning", "ScrapeError", f"scrape failed: {type(e).__name__}: {e}")])
         state.status = None  # re-read from the watched object next time

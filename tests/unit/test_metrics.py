@@ -23,11 +23,12 @@ def test_series_follow_the_status_and_go_with_the_resource() -> None:
     metrics = Metrics(obs, max_versions=1, today=lambda: TODAY)
     status = PackageStatsStatus(total_downloads=302, packages=[PackageStatus(
         name="insights", type="container", downloads=302, last_scrape_time=T,
+        error="timed out", error_reason="Timeout",
         daily=[DailyCount(date=TODAY - datetime.timedelta(days=1), count=4), DailyCount(date=TODAY, count=9)],
         versions=[VersionDownloads(tags=["v2", "latest"], downloads=7), VersionDownloads(id="1", downloads=3)],
     )])
     obs.update(("ns", "r"), "ICICLE-ai", status)
-    metrics.record_scrape(("ns", "r"), "ICICLE-ai", status, 0.2, [("insights", "container", "Timeout")])
+    metrics.record_scrape(("ns", "r"), "ICICLE-ai", status, 0.2)
     pkg = (("name", "r"), ("namespace", "ns"), ("owner", "ICICLE-ai"), ("package", "insights"), ("type", "container"))
     got = samples(metrics)
     assert got[("packagestats_package_downloads", pkg)] == 302
