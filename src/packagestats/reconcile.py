@@ -40,6 +40,10 @@ ParseObserver = Callable[[str, float, int], None]  # (kind, seconds, fuel)
 P = TypeVar("P", pages.PackagePage, pages.VersionsPage, pages.ListingPage)
 
 
+def _version_rows(rows: list[pages.VersionRow]) -> list[VersionDownloads]:
+    return [VersionDownloads(id=v.id, name=v.name, tags=list(v.tags), downloads=v.downloads) for v in rows]
+
+
 @dataclass(frozen=True)
 class Scraper:
     settings: Settings
@@ -78,8 +82,7 @@ class Scraper:
         try:
             url, body = await self.github.fetch_package_page(owner, ref.name, ref.type, ref.repository)
             page = await self._parse(body, "package", pages.PackagePage)
-            versions = [VersionDownloads(id=v.id, name=v.name, tags=list(v.tags), downloads=v.downloads)
-                        for v in page.versions]
+            versions = _version_rows(page.versions)
             if self.settings.max_version_pages > 0:
                 versions = await self._versions(url) or versions
             return status.Scraped(
@@ -111,8 +114,7 @@ class Scraper:
             except (FetchError, ParserError) as e:
                 log.info("versions page %d of %s skipped: %s", n, package_url, e)
                 return rows
-            rows.extend(VersionDownloads(id=v.id, name=v.name, tags=list(v.tags), downloads=v.downloads)
-                        for v in listing.versions)
+            rows.extend(_version_rows(listing.versions))
             page_count, n = listing.page_count, n + 1
         return rows
 
