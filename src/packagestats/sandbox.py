@@ -4,8 +4,8 @@ Pages are untrusted input. They are parsed by `parser.wasm` (the Rust crate in `
 this package) under wasmtime, with for every page:
 
 - a new `Store` whose only WASI capability is a fresh temporary directory holding just the page,
-  preopened read-only (output goes to files in a second directory the guest cannot see), no
-  environment, no network;
+  preopened read-only (stdout and stderr are collected in memory, with caps), no environment, no
+  network;
 - a fuel budget (instructions), a linear-memory limit, and a wall-clock deadline through epoch
   interruption (one ticker thread per sandbox advances the engine's epoch while pages are parsed).
 
@@ -293,29 +293,26 @@ class Sandbox:
             raise ValueError(f"unknown page kind {kind!r}")
         started = time.perf_counter()
         engine, pre, ticker = self._load()
-        # Two directories: the guest sees only `page_dir`; its output goes to `out_dir`.
         page_dir: Path | None = None
-        out_dir: Path | None = None
         try:
             page_dir = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
-            out_dir = Path(tempfile.mkdtemp(prefix="packagestats-out-"))
             (page_dir / _PAGE_NAME).write_bytes(page)
-            stdout_path, stderr_path = out_dir / "stdout", out_dir / "stderr"
-            code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout_path, stderr_path)
-            stderr = _read_text(stderr_path, _MAX_REASON * 4)
+            stdout, stderr = _Capture(_MAX_STDOUT), _Capture(_MAX_REASON * 4)
+            code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout, stderr)
+            reason = stderr.text()
             if failure is not None:
-                raise _classify(failure, stderr, self)
+                raise _classify(failure, reason, self)
             if code == _EXIT_NOTHING_FOUND:
-                raise NoCountError(_one_line(stderr) or "the page holds nothing the parser recognises")
+                raise NoCountError(_one_line(reason) or "the page holds nothing the parser recognises")
             if code == _EXIT_OUT_OF_MEMORY:
                 raise LimitExceeded("memory", f"the page does not fit the memory limit ({self.memory_bytes} bytes)")
             if code != _EXIT_OK:
                 what = "usage or I/O error" if code == _EXIT_USAGE else f"exit status {code}"
-                raise ParserCrashError(f"parser failed ({what}): {_one_line(stderr)}")
-            if stdout_path.stat().st_size > _MAX_STDOUT:
+                raise ParserCrashError(f"parser failed ({what}): {_one_line(reason)}")
+            if stdout.truncated:
                 raise BadOutputError("parser output is unreasonably large")
             try:
-                parsed = model.model_validate_json(stdout_path.read_bytes())
+                parsed = model.model_validate_json(stdout.data())
             except pydantic.ValidationError as e:
                 raise BadOutputError(f"parser output does not match the {kind} model: {_one_line(str(e))}") from e
             return ParseResult(parsed, self.fuel - fuel_left, time.perf_counter() - started)
@@ -324,9 +321,8 @@ class Sandbox:
         except wasmtime.WasmtimeError as e:  # setting up the store or its WASI context
             raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
         finally:
-            for d in (page_dir, out_dir):
-                if d is not None:
-                    shutil.rmtree(d, ignore_errors=True)
+            if page_dir is not None:
+                shutil.rmtree(page_dir, ignore_errors=True)
 
     def _run(
         self,
@@ -335,15 +331,15 @@ class Sandbox:
         ticker: _EpochTicker,
         kind: Kind,
         page_dir: Path,
-        stdout_path: Path,
-        stderr_path: Path,
+        stdout: _Capture,
+        stderr: _Capture,
     ) -> tuple[int, int, BaseException | None]:
         """Runs the module once; returns (exit status, fuel left, the trap or error if it failed)."""
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"]
         wasi.preopen_dir(str(page_dir), _GUEST_DIR, False)
-        wasi.stdout_file = str(stdout_path)
-        wasi.stderr_file = str(stderr_path)
+        wasi.stdout_custom = stdout.write
+        wasi.stderr_custom = stderr.write
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=self.memory_bytes)
         store.set_fuel(self.fuel)
@@ -363,17 +359,40 @@ class Sandbox:
             except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
                 failure = e
         fuel_left = store.get_fuel()
-        # Dropping the store closes the guest's files before they are read and removed.
+        # Dropping the store closes the guest's handle on the page before its directory is removed.
         del store
         return code, fuel_left, failure
 
 
-def _read_text(path: Path, limit: int) -> str:
-    try:
-        with path.open("rb") as f:
-            return f.read(limit).decode("utf-8", "replace")
-    except OSError:
-        return ""
+class _Capture:
+    """One of the guest's output streams, kept in memory up to `limit` bytes.
+
+    Past the limit the guest's writes still succeed (a failing write would only change how the parser
+    fails) but are dropped, and `truncated` says so. Never raises: it runs as a wasmtime callback.
+    """
+
+    __slots__ = ("_chunks", "_limit", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._chunks: list[bytes] = []
+        self._limit = limit
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        if self._size + len(data) <= self._limit:
+            self._chunks.append(data)
+        self._size += len(data)
+        return len(data)
+
+    @property
+    def truncated(self) -> bool:
+        return self._size > self._limit
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def text(self) -> str:
+        return self.data().decode("utf-8", "replace")
 
 
 def _classify(failure: BaseException, stderr: str, sandbox: Sandbox) -> ParserError:
