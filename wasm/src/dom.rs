@@ -5,13 +5,18 @@
 //! holds this count"), so we keep every element and text node in document order in one `Vec`: a node's
 //! descendants are exactly the indices `i + 1 .. end`, which makes subtree queries range scans and needs
 //! no recursion anywhere (deeply nested input cannot overflow the stack).
+//!
+//! Text is not taken from lol_html's text events: asking for them makes it decode, copy and re-serialize
+//! every character of the page, which was a quarter of the parse. Every start tag, end tag, comment and
+//! doctype comes with its source location, so text is the source bytes between two of them, read in
+//! the mode the tokenizer was in there (see [`Gap`]).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 
-use lol_html::html_content::{Element as LolElement, TextChunk, TextType};
+use lol_html::html_content::{Comment, Doctype, Element as LolElement};
 use lol_html::{
     DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings,
 };
@@ -161,6 +166,35 @@ pub struct Document {
     by_attr: [Vec<u32>; ATTR_COUNT],
 }
 
+/// How the tokenizer reads the source up to its next event, which decides what of it is text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Gap {
+    /// Text and markup that raised no event of ours (an end tag we did not ask about, CDATA markers).
+    #[default]
+    Markup,
+    /// The content of `<title>` or `<textarea>` (RCDATA): all text, no markup.
+    Literal,
+    /// The content of `<script>`, `<style>` and the other raw-text elements: not page text.
+    Skip,
+}
+
+impl Gap {
+    /// The mode after the start tag of an element named `name` (lower case), in `namespace`; the
+    /// same rule lol_html's tokenizer follows.
+    fn after_start_tag(name: &str, namespace: &str) -> Gap {
+        if namespace != HTML_NAMESPACE {
+            return Gap::Markup;
+        }
+        match name {
+            "title" | "textarea" => Gap::Literal,
+            "script" | "style" | "iframe" | "xmp" | "noembed" | "noframes" | "noscript" | "plaintext" => Gap::Skip,
+            _ => Gap::Markup,
+        }
+    }
+}
+
+const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
+
 #[derive(Default)]
 struct Builder {
     doc: Document,
@@ -168,9 +202,16 @@ struct Builder {
     open_p: usize,
     /// Open `<template>` elements: their content is inert in browsers, so it is not page content here.
     inert: usize,
+    /// Where the last event's token ends in the source, and how what follows it is read.
+    cursor: usize,
+    gap: Gap,
+    /// End tags seen since the last other event, with what each undoes. Their handlers cannot borrow
+    /// the input to read the text before them, so that waits for the next event that can.
+    ended: Vec<(Range<usize>, Opened)>,
 }
 
 /// What the end tag of a start tag must undo.
+#[derive(Debug, Clone, Copy)]
 enum Opened {
     Element(u32),
     Template,
@@ -313,6 +354,44 @@ impl Builder {
         }
     }
 
+    /// An event's token at `token` (a byte range of `input`): first the end tags queued before it, then
+    /// the source before it as text; what follows it is read as `next`.
+    fn token(&mut self, input: &[u8], token: Range<usize>, next: Gap) {
+        if !self.ended.is_empty() {
+            let mut ended = std::mem::take(&mut self.ended);
+            for (end_tag, opened) in ended.drain(..) {
+                self.advance(input, end_tag, Gap::Markup);
+                self.end(&opened);
+            }
+            self.ended = ended;
+        }
+        self.advance(input, token, next);
+    }
+
+    /// Takes the source between the previous token and this one as text and moves past this one.
+    fn advance(&mut self, input: &[u8], token: Range<usize>, next: Gap) {
+        if token.start > self.cursor {
+            if let Some(gap) = input.get(self.cursor..token.start) {
+                self.gap_text(gap);
+            }
+        }
+        self.cursor = self.cursor.max(token.end);
+        self.gap = next;
+    }
+
+    fn gap_text(&mut self, gap: &[u8]) {
+        if self.inert > 0 {
+            return;
+        }
+        match self.gap {
+            Gap::Skip => {}
+            Gap::Literal => self.text(&String::from_utf8_lossy(gap)),
+            Gap::Markup => {
+                data_text(gap, |piece| self.text(&String::from_utf8_lossy(piece)));
+            }
+        }
+    }
+
     fn text(&mut self, chunk: &str) {
         if chunk.is_empty() || self.inert > 0 {
             return;
@@ -370,6 +449,111 @@ impl Builder {
         }
         doc
     }
+}
+
+/// Calls `piece` with the text of a gap read in the data state, in order. Markup there raised no
+/// event of ours: an end tag (stray, or of an element whose end we did not ask about) is dropped, CDATA
+/// (in SVG or MathML) keeps its content, an unfinished tag at the end of the input is dropped as the
+/// tokenizer drops it, and a `<` that starts nothing is text.
+fn data_text(gap: &[u8], mut piece: impl FnMut(&[u8])) {
+    let at = |from: usize, to: usize| gap.get(from..to.min(gap.len())).unwrap_or_default();
+    let find = |from: usize, what: &[u8]| {
+        gap.get(from..).and_then(|rest| rest.windows(what.len()).position(|w| w == what)).map(|p| p + from)
+    };
+    let find_byte =
+        |from: usize, byte: u8| gap.get(from..).and_then(|rest| rest.iter().position(|&b| b == byte)).map(|p| p + from);
+    let mut start = 0;
+    let mut look = 0;
+    while let Some(lt) = find_byte(look, b'<') {
+        let after = at(lt + 1, gap.len());
+        if let Some(end_tag) = after.strip_prefix(b"/") {
+            let skip_to = if end_tag.first().is_some_and(u8::is_ascii_alphabetic) {
+                tag_end(gap, lt + 2).unwrap_or(gap.len())
+            } else if end_tag.first() == Some(&b'>') {
+                lt + 3 // `</>` is ignored
+            } else {
+                look = lt + 1;
+                continue;
+            };
+            piece(at(start, lt));
+            start = skip_to;
+            look = skip_to;
+        } else if after.starts_with(b"![CDATA[") {
+            piece(at(start, lt));
+            let content = lt + 9;
+            let close = find(content, b"]]>").unwrap_or(gap.len());
+            piece(at(content, close));
+            start = close + 3;
+            look = start;
+        } else if after.first().is_some_and(u8::is_ascii_alphabetic) {
+            // A start tag raises an event, unless the input ends inside it.
+            piece(at(start, lt));
+            return;
+        } else {
+            look = lt + 1;
+        }
+    }
+    piece(at(start, gap.len()));
+}
+
+/// Where a tag whose name starts at `from` ends (past its `>`), by the tokenizer's rules: a `>` inside a
+/// quoted attribute value does not end it. `None` when the input ends first.
+fn tag_end(s: &[u8], from: usize) -> Option<usize> {
+    #[derive(Clone, Copy)]
+    enum State {
+        Name,
+        BeforeAttribute,
+        Attribute,
+        AfterAttribute,
+        BeforeValue,
+        Quoted(u8),
+        AfterQuoted,
+        Unquoted,
+        SelfClosing,
+    }
+    let mut state = State::Name;
+    let mut i = from;
+    while let Some(&b) = s.get(i) {
+        let space = matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+        state = match (state, b) {
+            (State::Quoted(q), _) => {
+                if b == q {
+                    State::AfterQuoted
+                } else {
+                    state
+                }
+            }
+            (State::BeforeValue, b'"' | b'\'') => State::Quoted(b),
+            (_, b'>') => return Some(i + 1),
+            // The arms that `continue` look at the same byte again in their new state.
+            (State::SelfClosing, _) => {
+                state = State::BeforeAttribute;
+                continue;
+            }
+            (State::Name | State::Unquoted, _) if space => State::BeforeAttribute,
+            (State::Name, b'/') => State::SelfClosing,
+            (State::Name | State::Unquoted, _) => state,
+            (State::BeforeAttribute | State::AfterAttribute | State::BeforeValue, _) if space => state,
+            (State::BeforeAttribute, b'/') | (State::Attribute, b'/') => {
+                state = State::AfterAttribute;
+                continue;
+            }
+            (State::Attribute, _) if space => State::AfterAttribute,
+            (State::BeforeAttribute, _) => State::Attribute,
+            (State::Attribute | State::AfterAttribute, b'=') => State::BeforeValue,
+            (State::Attribute, _) => State::Attribute,
+            (State::AfterAttribute | State::AfterQuoted, b'/') => State::SelfClosing,
+            (State::AfterAttribute, _) => State::Attribute,
+            (State::BeforeValue, _) => State::Unquoted,
+            (State::AfterQuoted, _) if space => State::BeforeAttribute,
+            (State::AfterQuoted, _) => {
+                state = State::BeforeAttribute;
+                continue;
+            }
+        };
+        i += 1;
+    }
+    None
 }
 
 fn closes_p(name: &str) -> bool {
@@ -433,29 +617,28 @@ impl Document {
         let any: Selector = "*".parse().map_err(|e| format!("selector: {e}"))?;
         {
             let on_element = Rc::clone(&builder);
-            let on_text = Rc::clone(&builder);
+            let on_comment = Rc::clone(&builder);
+            let on_doctype = Rc::clone(&builder);
             let mut attrs = Vec::new();
             let element_handler = move |el: &mut LolElement<'_, '_>| {
                 let name = tag_name(el, input);
                 kept_attributes(el, input, &mut attrs);
                 let has_content = el.can_have_content();
-                let opened = on_element.borrow_mut().start(name, &attrs, has_content);
+                let next = Gap::after_start_tag(&name, el.namespace_uri());
+                let opened = {
+                    let mut builder = on_element.borrow_mut();
+                    builder.token(input, el.source_location().bytes(), next);
+                    builder.start(name, &attrs, has_content)
+                };
                 if matches!(opened, Opened::Nothing) {
                     return Ok(());
                 }
                 if let Some(handlers) = el.end_tag_handlers() {
                     let on_end = Rc::clone(&on_element);
-                    handlers.push(Box::new(move |_end| {
-                        on_end.borrow_mut().end(&opened);
+                    handlers.push(Box::new(move |end| {
+                        on_end.borrow_mut().ended.push((end.source_location().bytes(), opened));
                         Ok(())
                     }));
-                }
-                Ok(())
-            };
-            let text_handler = move |chunk: &mut TextChunk<'_>| {
-                // Script and style bodies are not page text.
-                if matches!(chunk.text_type(), TextType::Data | TextType::RCData | TextType::CDataSection) {
-                    on_text.borrow_mut().text(chunk.as_str());
                 }
                 Ok(())
             };
@@ -464,7 +647,15 @@ impl Document {
                     Cow::Owned(any),
                     ElementContentHandlers::default().element(element_handler),
                 )],
-                document_content_handlers: vec![DocumentContentHandlers::default().text(text_handler)],
+                document_content_handlers: vec![DocumentContentHandlers::default()
+                    .comments(move |c: &mut Comment<'_>| {
+                        on_comment.borrow_mut().token(input, c.source_location().bytes(), Gap::Markup);
+                        Ok(())
+                    })
+                    .doctype(move |d: &mut Doctype<'_>| {
+                        on_doctype.borrow_mut().token(input, d.source_location().bytes(), Gap::Markup);
+                        Ok(())
+                    })],
                 // Not strict: an ambiguous page is still parsed the way a browser would guess.
                 strict: false,
                 memory_settings: MemorySettings::new(),
@@ -474,6 +665,8 @@ impl Document {
             rewriter.write(input).map_err(|e| e.to_string())?;
             rewriter.end().map_err(|e| e.to_string())?;
         }
+        // The text after the last event.
+        builder.borrow_mut().token(input, input.len()..input.len(), Gap::Markup);
         let builder = Rc::try_unwrap(builder).map_err(|_| "tree builder still shared".to_owned())?;
         Ok(builder.into_inner().finish())
     }
@@ -670,6 +863,45 @@ mod tests {
         assert!(doc.find_label("Total downloads").is_empty());
         assert_eq!(doc.text(0), "z");
         Ok(())
+    }
+
+    #[test]
+    fn text_between_events_in_each_tokenizer_mode() -> Result<(), String> {
+        let doc = Document::parse(
+            b"<!DOCTYPE html><title>a</b>&amp;</title><div>x<!-- <span>y</span> -->z<style>s{}</style>w</div>\
+              <textarea><i>t</i></textarea><noscript><p>n</p></noscript>",
+        )?;
+        let title = (0..doc.len()).find(|&i| doc.is(i, "title")).ok_or("no title")?;
+        assert_eq!(doc.text(title), "a</b>&");
+        let div = (0..doc.len()).find(|&i| doc.is(i, "div")).ok_or("no div")?;
+        assert_eq!(doc.text(div), "xz w");
+        let textarea = (0..doc.len()).find(|&i| doc.is(i, "textarea")).ok_or("no textarea")?;
+        assert_eq!(doc.text(textarea), "<i>t</i>");
+        assert!(doc.find_label("n").is_empty(), "noscript content is raw text");
+        Ok(())
+    }
+
+    #[test]
+    fn markup_without_events_is_not_text() -> Result<(), String> {
+        // A stray end tag (with a `>` in a quoted value), `</>`, CDATA in SVG, a lone `<`.
+        let doc = Document::parse(
+            b"<div>a</span title=\"x>y\" z>b</>c<svg><![CDATA[<d>]]></svg>e < f</div><p>g<br></br>h</p><b>i<em",
+        )?;
+        assert_eq!(doc.text(0), "abc <d> e < f");
+        let p = (0..doc.len()).find(|&i| doc.is(i, "p")).ok_or("no p")?;
+        assert_eq!(doc.text(p), "g h");
+        let b = (0..doc.len()).find(|&i| doc.is(i, "b")).ok_or("no b")?;
+        assert_eq!(doc.text(b), "i", "a tag cut off by the end of the input is dropped");
+        Ok(())
+    }
+
+    #[test]
+    fn tag_ends_follow_the_tokenizer() {
+        assert_eq!(tag_end(b"</a>", 2), Some(4));
+        assert_eq!(tag_end(b"</a b='>' c=\">\">x", 2), Some(16));
+        assert_eq!(tag_end(b"</a b=c>d>", 2), Some(8));
+        assert_eq!(tag_end(b"</a b\">c", 2), Some(7), "a quote in a name opens nothing");
+        assert_eq!(tag_end(b"</a/ b=\"x>", 2), None);
     }
 
     #[test]
