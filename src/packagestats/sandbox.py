@@ -322,7 +322,7 @@ class Sandbox:
             raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
         finally:
             if page_dir is not None:
-                shutil.rmtree(page_dir, ignore_errors=True)
+                _remove_page_dir(page_dir)
 
     def _run(
         self,
@@ -393,6 +393,16 @@ class _Capture:
 
     def text(self) -> str:
         return self.data().decode("utf-8", "replace")
+
+
+def _remove_page_dir(page_dir: Path) -> None:
+    """Removes the page and its directory: the guest could not add anything (read-only), so two calls
+    do it, cheaper than a tree walk; anything unexpected falls back to one."""
+    try:
+        (page_dir / _PAGE_NAME).unlink(missing_ok=True)
+        page_dir.rmdir()
+    except OSError:
+        shutil.rmtree(page_dir, ignore_errors=True)
 
 
 def _classify(failure: BaseException, stderr: str, sandbox: Sandbox) -> ParserError:

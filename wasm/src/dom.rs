@@ -205,9 +205,15 @@ struct Builder {
     /// Where the last event's token ends in the source, and how what follows it is read.
     cursor: usize,
     gap: Gap,
-    /// End tags seen since the last other event, with what each undoes. Their handlers cannot borrow
-    /// the input to read the text before them, so that waits for the next event that can.
-    ended: Vec<(Range<usize>, Opened)>,
+    /// lol_html's stack of open elements, mirrored, with what each one's end undoes: an end tag
+    /// closes the nearest open element of its name and every element opened after it, as lol_html
+    /// decides when it calls end tag handlers. Names live in `open_names`, used as a stack too.
+    open: Vec<(Range<usize>, Opened)>,
+    open_names: String,
+    /// End tags of raw-text and RCDATA elements seen since the last other event, with the depth in
+    /// `open` they close to. Their handlers cannot borrow the input to read the text before them, so
+    /// that waits for the next event that can.
+    ended: Vec<(Range<usize>, usize)>,
 }
 
 /// What the end tag of a start tag must undo.
@@ -320,30 +326,31 @@ impl Builder {
         id
     }
 
-    fn start(&mut self, name: Cow<'static, str>, attrs: &[(AttrId, Cow<'_, str>)], has_content: bool) -> Opened {
-        let template = name == "template";
-        if self.inert > 0 {
-            if template && has_content {
-                self.inert += 1;
-                return Opened::Template;
+    /// A start tag; returns its depth in `open` when it can have content.
+    fn start(&mut self, name: Cow<'static, str>, attrs: &[(AttrId, Cow<'_, str>)], has_content: bool) -> Option<usize> {
+        if !has_content {
+            if self.inert == 0 {
+                self.open(name, attrs, false);
             }
-            return Opened::Nothing;
+            return None;
         }
-        if template {
+        let depth = self.open.len();
+        let from = self.open_names.len();
+        self.open_names.push_str(&name);
+        let opened = if name == "template" {
             // Keep the element, not its content.
-            self.open(name, attrs, false);
-            if has_content {
-                self.inert += 1;
-                return Opened::Template;
+            if self.inert == 0 {
+                self.open(name, attrs, false);
             }
-            return Opened::Nothing;
-        }
-        let id = self.open(name, attrs, has_content);
-        if has_content {
-            Opened::Element(id)
-        } else {
+            self.inert += 1;
+            Opened::Template
+        } else if self.inert > 0 {
             Opened::Nothing
-        }
+        } else {
+            Opened::Element(self.open(name, attrs, true))
+        };
+        self.open.push((from..self.open_names.len(), opened));
+        Some(depth)
     }
 
     fn end(&mut self, opened: &Opened) {
@@ -359,9 +366,9 @@ impl Builder {
     fn token(&mut self, input: &[u8], token: Range<usize>, next: Gap) {
         if !self.ended.is_empty() {
             let mut ended = std::mem::take(&mut self.ended);
-            for (end_tag, opened) in ended.drain(..) {
+            for (end_tag, depth) in ended.drain(..) {
                 self.advance(input, end_tag, Gap::Markup);
-                self.end(&opened);
+                self.close_open_to(depth);
             }
             self.ended = ended;
         }
@@ -380,15 +387,33 @@ impl Builder {
     }
 
     fn gap_text(&mut self, gap: &[u8]) {
-        if self.inert > 0 {
-            return;
-        }
         match self.gap {
             Gap::Skip => {}
             Gap::Literal => self.text(&String::from_utf8_lossy(gap)),
-            Gap::Markup => {
-                data_text(gap, |piece| self.text(&String::from_utf8_lossy(piece)));
-            }
+            Gap::Markup => data_state(gap, |item| match item {
+                GapItem::Text(text) => self.text(&String::from_utf8_lossy(text)),
+                GapItem::EndTag(name) => self.end_tag(name),
+            }),
+        }
+    }
+
+    /// Ends the elements of `open` from `depth` up.
+    fn close_open_to(&mut self, depth: usize) {
+        while self.open.len() > depth {
+            let Some((name, opened)) = self.open.pop() else { break };
+            self.open_names.truncate(name.start);
+            self.end(&opened);
+        }
+    }
+
+    /// An end tag read from the source between events.
+    fn end_tag(&mut self, raw_name: &[u8]) {
+        let names = self.open_names.as_bytes();
+        let depth = self.open.iter().rposition(|(name, _)| {
+            names.get(name.clone()).is_some_and(|name| name.eq_ignore_ascii_case(raw_name))
+        });
+        if let Some(depth) = depth {
+            self.close_open_to(depth);
         }
     }
 
@@ -451,11 +476,18 @@ impl Builder {
     }
 }
 
-/// Calls `piece` with the text of a gap read in the data state, in order. Markup there raised no
-/// event of ours: an end tag (stray, or of an element whose end we did not ask about) is dropped, CDATA
-/// (in SVG or MathML) keeps its content, an unfinished tag at the end of the input is dropped as the
-/// tokenizer drops it, and a `<` that starts nothing is text.
-fn data_text(gap: &[u8], mut piece: impl FnMut(&[u8])) {
+/// What a gap read in the data state holds, in order.
+enum GapItem<'a> {
+    Text(&'a [u8]),
+    /// The raw name of an end tag.
+    EndTag(&'a [u8]),
+}
+
+/// Splits a gap read in the data state into text and end tags. Nothing else in it is markup: start
+/// tags, comments and doctypes are events. CDATA (in SVG or MathML) keeps its content, an unfinished
+/// tag at the end of the input is dropped as the tokenizer drops it, and a `<` that starts nothing is
+/// text.
+fn data_state(gap: &[u8], mut item: impl FnMut(GapItem<'_>)) {
     let at = |from: usize, to: usize| gap.get(from..to.min(gap.len())).unwrap_or_default();
     let find = |from: usize, what: &[u8]| {
         gap.get(from..).and_then(|rest| rest.windows(what.len()).position(|w| w == what)).map(|p| p + from)
@@ -468,32 +500,43 @@ fn data_text(gap: &[u8], mut piece: impl FnMut(&[u8])) {
         let after = at(lt + 1, gap.len());
         if let Some(end_tag) = after.strip_prefix(b"/") {
             let skip_to = if end_tag.first().is_some_and(u8::is_ascii_alphabetic) {
-                tag_end(gap, lt + 2).unwrap_or(gap.len())
+                let Some(end) = tag_end(gap, lt + 2) else {
+                    item(GapItem::Text(at(start, lt)));
+                    return; // cut off by the end of the input
+                };
+                let name_len = end_tag.iter().position(|&b| is_tag_space(b) || b == b'/' || b == b'>');
+                item(GapItem::Text(at(start, lt)));
+                item(GapItem::EndTag(at(lt + 2, lt + 2 + name_len.unwrap_or(0))));
+                end
             } else if end_tag.first() == Some(&b'>') {
+                item(GapItem::Text(at(start, lt)));
                 lt + 3 // `</>` is ignored
             } else {
                 look = lt + 1;
                 continue;
             };
-            piece(at(start, lt));
             start = skip_to;
             look = skip_to;
         } else if after.starts_with(b"![CDATA[") {
-            piece(at(start, lt));
+            item(GapItem::Text(at(start, lt)));
             let content = lt + 9;
             let close = find(content, b"]]>").unwrap_or(gap.len());
-            piece(at(content, close));
+            item(GapItem::Text(at(content, close)));
             start = close + 3;
             look = start;
         } else if after.first().is_some_and(u8::is_ascii_alphabetic) {
             // A start tag raises an event, unless the input ends inside it.
-            piece(at(start, lt));
+            item(GapItem::Text(at(start, lt)));
             return;
         } else {
             look = lt + 1;
         }
     }
-    piece(at(start, gap.len()));
+    item(GapItem::Text(at(start, gap.len())));
+}
+
+fn is_tag_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')
 }
 
 /// Where a tag whose name starts at `from` ends (past its `>`), by the tokenizer's rules: a `>` inside a
@@ -514,7 +557,7 @@ fn tag_end(s: &[u8], from: usize) -> Option<usize> {
     let mut state = State::Name;
     let mut i = from;
     while let Some(&b) = s.get(i) {
-        let space = matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+        let space = is_tag_space(b);
         state = match (state, b) {
             (State::Quoted(q), _) => {
                 if b == q {
@@ -625,18 +668,20 @@ impl Document {
                 kept_attributes(el, input, &mut attrs);
                 let has_content = el.can_have_content();
                 let next = Gap::after_start_tag(&name, el.namespace_uri());
-                let opened = {
+                let depth = {
                     let mut builder = on_element.borrow_mut();
                     builder.token(input, el.source_location().bytes(), next);
                     builder.start(name, &attrs, has_content)
                 };
-                if matches!(opened, Opened::Nothing) {
+                // Other end tags are read from the source between events (`Builder::end_tag`), which
+                // costs far less than a handler per element; these end where the tokenizer says.
+                let Some(depth) = depth.filter(|_| next != Gap::Markup) else {
                     return Ok(());
-                }
+                };
                 if let Some(handlers) = el.end_tag_handlers() {
                     let on_end = Rc::clone(&on_element);
                     handlers.push(Box::new(move |end| {
-                        on_end.borrow_mut().ended.push((end.source_location().bytes(), opened));
+                        on_end.borrow_mut().ended.push((end.source_location().bytes(), depth));
                         Ok(())
                     }));
                 }
