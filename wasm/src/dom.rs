@@ -195,6 +195,26 @@ impl Gap {
 
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 
+/// The page's bytes, and the same as `str` when they are valid UTF-8 (checked once, not per piece).
+struct Source<'a> {
+    bytes: &'a [u8],
+    utf8: Option<&'a str>,
+}
+
+impl<'a> Source<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Source { bytes, utf8: std::str::from_utf8(bytes).ok() }
+    }
+
+    /// The text of `range`, with invalid UTF-8 replaced as lol_html would.
+    fn text(&self, range: Range<usize>) -> Cow<'a, str> {
+        if let Some(text) = self.utf8.and_then(|s| s.get(range.clone())) {
+            return Cow::Borrowed(text);
+        }
+        String::from_utf8_lossy(self.bytes.get(range).unwrap_or_default())
+    }
+}
+
 #[derive(Default)]
 struct Builder {
     doc: Document,
@@ -363,7 +383,7 @@ impl Builder {
 
     /// An event's token at `token` (a byte range of `input`): first the end tags queued before it, then
     /// the source before it as text; what follows it is read as `next`.
-    fn token(&mut self, input: &[u8], token: Range<usize>, next: Gap) {
+    fn token(&mut self, input: &Source<'_>, token: Range<usize>, next: Gap) {
         if !self.ended.is_empty() {
             let mut ended = std::mem::take(&mut self.ended);
             for (end_tag, depth) in ended.drain(..) {
@@ -376,24 +396,25 @@ impl Builder {
     }
 
     /// Takes the source between the previous token and this one as text and moves past this one.
-    fn advance(&mut self, input: &[u8], token: Range<usize>, next: Gap) {
+    fn advance(&mut self, input: &Source<'_>, token: Range<usize>, next: Gap) {
         if token.start > self.cursor {
-            if let Some(gap) = input.get(self.cursor..token.start) {
-                self.gap_text(gap);
-            }
+            self.gap_text(input, self.cursor..token.start);
         }
         self.cursor = self.cursor.max(token.end);
         self.gap = next;
     }
 
-    fn gap_text(&mut self, gap: &[u8]) {
+    fn gap_text(&mut self, input: &Source<'_>, gap: Range<usize>) {
         match self.gap {
             Gap::Skip => {}
-            Gap::Literal => self.text(&String::from_utf8_lossy(gap)),
-            Gap::Markup => data_state(gap, |item| match item {
-                GapItem::Text(text) => self.text(&String::from_utf8_lossy(text)),
-                GapItem::EndTag(name) => self.end_tag(name),
-            }),
+            Gap::Literal => self.text(&input.text(gap)),
+            Gap::Markup => {
+                let from = gap.start;
+                data_state(input.bytes.get(gap).unwrap_or_default(), |item| match item {
+                    GapItem::Text(text) => self.text(&input.text(from + text.start..from + text.end)),
+                    GapItem::EndTag(name) => self.end_tag(name),
+                });
+            }
         }
     }
 
@@ -478,7 +499,8 @@ impl Builder {
 
 /// What a gap read in the data state holds, in order.
 enum GapItem<'a> {
-    Text(&'a [u8]),
+    /// A range of the gap.
+    Text(Range<usize>),
     /// The raw name of an end tag.
     EndTag(&'a [u8]),
 }
@@ -489,11 +511,9 @@ enum GapItem<'a> {
 /// text.
 fn data_state(gap: &[u8], mut item: impl FnMut(GapItem<'_>)) {
     let at = |from: usize, to: usize| gap.get(from..to.min(gap.len())).unwrap_or_default();
-    let find = |from: usize, what: &[u8]| {
-        gap.get(from..).and_then(|rest| rest.windows(what.len()).position(|w| w == what)).map(|p| p + from)
-    };
-    let find_byte =
-        |from: usize, byte: u8| gap.get(from..).and_then(|rest| rest.iter().position(|&b| b == byte)).map(|p| p + from);
+    let span = |from: usize, to: usize| from.min(gap.len())..to.min(gap.len());
+    let find = |from: usize, what: &[u8]| gap.get(from..).and_then(|rest| memchr::memmem::find(rest, what)).map(|p| p + from);
+    let find_byte = |from: usize, byte: u8| gap.get(from..).and_then(|rest| memchr::memchr(byte, rest)).map(|p| p + from);
     let mut start = 0;
     let mut look = 0;
     while let Some(lt) = find_byte(look, b'<') {
@@ -501,15 +521,15 @@ fn data_state(gap: &[u8], mut item: impl FnMut(GapItem<'_>)) {
         if let Some(end_tag) = after.strip_prefix(b"/") {
             let skip_to = if end_tag.first().is_some_and(u8::is_ascii_alphabetic) {
                 let Some(end) = tag_end(gap, lt + 2) else {
-                    item(GapItem::Text(at(start, lt)));
+                    item(GapItem::Text(span(start, lt)));
                     return; // cut off by the end of the input
                 };
                 let name_len = end_tag.iter().position(|&b| is_tag_space(b) || b == b'/' || b == b'>');
-                item(GapItem::Text(at(start, lt)));
+                item(GapItem::Text(span(start, lt)));
                 item(GapItem::EndTag(at(lt + 2, lt + 2 + name_len.unwrap_or(0))));
                 end
             } else if end_tag.first() == Some(&b'>') {
-                item(GapItem::Text(at(start, lt)));
+                item(GapItem::Text(span(start, lt)));
                 lt + 3 // `</>` is ignored
             } else {
                 look = lt + 1;
@@ -518,21 +538,21 @@ fn data_state(gap: &[u8], mut item: impl FnMut(GapItem<'_>)) {
             start = skip_to;
             look = skip_to;
         } else if after.starts_with(b"![CDATA[") {
-            item(GapItem::Text(at(start, lt)));
+            item(GapItem::Text(span(start, lt)));
             let content = lt + 9;
             let close = find(content, b"]]>").unwrap_or(gap.len());
-            item(GapItem::Text(at(content, close)));
+            item(GapItem::Text(span(content, close)));
             start = close + 3;
             look = start;
         } else if after.first().is_some_and(u8::is_ascii_alphabetic) {
             // A start tag raises an event, unless the input ends inside it.
-            item(GapItem::Text(at(start, lt)));
+            item(GapItem::Text(span(start, lt)));
             return;
         } else {
             look = lt + 1;
         }
     }
-    item(GapItem::Text(at(start, gap.len())));
+    item(GapItem::Text(span(start, gap.len())));
 }
 
 fn is_tag_space(b: u8) -> bool {
@@ -624,11 +644,11 @@ fn tag_name(el: &LolElement<'_, '_>, input: &[u8]) -> Cow<'static, str> {
 }
 
 /// The attributes we keep, as `(name, value)`; values borrow the input where it is valid UTF-8.
-fn kept_attributes<'a>(el: &LolElement<'_, '_>, input: &'a [u8], out: &mut Vec<(AttrId, Cow<'a, str>)>) {
+fn kept_attributes<'a>(el: &LolElement<'_, '_>, input: &Source<'a>, out: &mut Vec<(AttrId, Cow<'a, str>)>) {
     out.clear();
     for attr in el.attributes() {
         // Compare the name in the source bytes: no allocation for the many attributes we drop.
-        let Some(raw) = attr.name_source_location().and_then(|loc| input.get(loc.bytes())) else {
+        let Some(raw) = attr.name_source_location().and_then(|loc| input.bytes.get(loc.bytes())) else {
             continue;
         };
         let Some(name) = kept_attribute(raw) else {
@@ -636,10 +656,9 @@ fn kept_attributes<'a>(el: &LolElement<'_, '_>, input: &'a [u8], out: &mut Vec<(
         };
         // The first of duplicate attributes wins, as in browsers.
         if out.iter().all(|(n, _)| *n != name) {
-            let raw = attr.value_source_location().and_then(|loc| input.get(loc.bytes()));
-            let value = match raw.map(std::str::from_utf8) {
-                Some(Ok(v)) => Cow::Borrowed(v),
-                _ => Cow::Owned(attr.value()),
+            let value = match attr.value_source_location() {
+                Some(loc) => input.text(loc.bytes()),
+                None => Cow::Owned(attr.value()),
             };
             out.push((name, value));
         }
@@ -658,6 +677,7 @@ impl Document {
         builder.stack.reserve(64);
         let builder = Rc::new(RefCell::new(builder));
         let any: Selector = "*".parse().map_err(|e| format!("selector: {e}"))?;
+        let source = &Source::new(input);
         {
             let on_element = Rc::clone(&builder);
             let on_comment = Rc::clone(&builder);
@@ -665,12 +685,12 @@ impl Document {
             let mut attrs = Vec::new();
             let element_handler = move |el: &mut LolElement<'_, '_>| {
                 let name = tag_name(el, input);
-                kept_attributes(el, input, &mut attrs);
+                kept_attributes(el, source, &mut attrs);
                 let has_content = el.can_have_content();
                 let next = Gap::after_start_tag(&name, el.namespace_uri());
                 let depth = {
                     let mut builder = on_element.borrow_mut();
-                    builder.token(input, el.source_location().bytes(), next);
+                    builder.token(source, el.source_location().bytes(), next);
                     builder.start(name, &attrs, has_content)
                 };
                 // Other end tags are read from the source between events (`Builder::end_tag`), which
@@ -694,11 +714,11 @@ impl Document {
                 )],
                 document_content_handlers: vec![DocumentContentHandlers::default()
                     .comments(move |c: &mut Comment<'_>| {
-                        on_comment.borrow_mut().token(input, c.source_location().bytes(), Gap::Markup);
+                        on_comment.borrow_mut().token(source, c.source_location().bytes(), Gap::Markup);
                         Ok(())
                     })
                     .doctype(move |d: &mut Doctype<'_>| {
-                        on_doctype.borrow_mut().token(input, d.source_location().bytes(), Gap::Markup);
+                        on_doctype.borrow_mut().token(source, d.source_location().bytes(), Gap::Markup);
                         Ok(())
                     })],
                 // Not strict: an ambiguous page is still parsed the way a browser would guess.
@@ -711,7 +731,7 @@ impl Document {
             rewriter.end().map_err(|e| e.to_string())?;
         }
         // The text after the last event.
-        builder.borrow_mut().token(input, input.len()..input.len(), Gap::Markup);
+        builder.borrow_mut().token(source, input.len()..input.len(), Gap::Markup);
         let builder = Rc::try_unwrap(builder).map_err(|_| "tree builder still shared".to_owned())?;
         Ok(builder.into_inner().finish())
     }
