@@ -73,7 +73,8 @@ fi
 # Paths that could end up in the module (panic locations) are mapped to fixed names.
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_WASIP1_LINKER=rust-lld
-export RUSTFLAGS="-C panic=abort -C debuginfo=0 -C strip=symbols -Zlocation-detail=none \
+# SIMD (on by default in wasmtime) lets memchr scan 16 bytes at a time: about 4 % of a parse.
+export RUSTFLAGS="-C panic=abort -C debuginfo=0 -C strip=symbols -Zlocation-detail=none -C target-feature=+simd128 \
 -L native=/usr/lib/wasm32-wasi \
 --remap-path-prefix=$here=/packagestats/wasm \
 --remap-path-prefix=$target_dir=/packagestats/target \
