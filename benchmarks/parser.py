@@ -8,6 +8,10 @@
     model validation per call);
 (c) the sandbox compiling the module for every call (new Engine + Module, no disk cache).
 Targets: (b) <= 5 ms and <= 2x (a); (c)/(b) >= 20.
+
+--breakdown also times the module's run alone (instantiated store to exit) with each combination of
+fuel and epoch metering, so that (b) splits into wasm execution, metering and the runner's own costs
+(temp directory, store, validation).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import wasmtime  # noqa: E402
+
 from packagestats.pages import PackagePage  # noqa: E402
-from packagestats.sandbox import Sandbox  # noqa: E402
+from packagestats.sandbox import Sandbox, module_bytes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PAGE = REPO.parent / "shared" / "ghcr-pages" / "headscale-2026-07.html"
@@ -145,6 +151,40 @@ def sandbox_median_ms(sandbox: Sandbox, page: bytes, runs: int) -> tuple[float, 
     return statistics.median(times) * 1000, fuel
 
 
+def run_only_median_ms(page_path: Path, fuel: bool, epoch: bool, runs: int) -> float:
+    """The module's `_start` alone, from an instantiated store to its exit, with the given metering."""
+    config = wasmtime.Config()
+    config.consume_fuel = fuel
+    config.epoch_interruption = epoch
+    engine = wasmtime.Engine(config)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    pre = linker.instantiate_pre(wasmtime.Module(engine, module_bytes()))
+    times: list[float] = []
+    for i in range(runs + 5):
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ["packagestats-parser", "package", f"/page/{page_path.name}"]
+        wasi.preopen_dir(str(page_path.parent), "/page", False)
+        wasi.stdout_custom = len
+        store = wasmtime.Store(engine)
+        if fuel:
+            store.set_fuel(2_000_000_000)
+        if epoch:
+            store.set_epoch_deadline(1_000_000)
+        store.set_wasi(wasi)
+        start_func = pre.instantiate(store).exports(store).get("_start")
+        assert isinstance(start_func, wasmtime.Func)
+        start = time.perf_counter()
+        try:
+            start_func(store)
+        except wasmtime.ExitTrap as e:
+            assert e.code == 0, f"parser exited with {e.code}"
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+        del store
+    return statistics.median(times) * 1000
+
+
 def compile_per_call_median_ms(page: bytes, runs: int) -> float:
     times: list[float] = []
     for _ in range(runs):
@@ -158,6 +198,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=300, help="timed calls for (a) and (b)")
     parser.add_argument("--compile-runs", type=int, default=7, help="timed calls for (c)")
+    parser.add_argument("--breakdown", action="store_true", help="also time the module's run by metering")
     args = parser.parse_args()
 
     page = build_page()
@@ -172,6 +213,15 @@ def main() -> int:
         a = native_median_ms(page_path, args.runs)
         b, fuel = sandbox_median_ms(sandbox, page, args.runs)
         c = compile_per_call_median_ms(page, args.compile_runs)
+        runs_by_metering = (
+            {
+                (fuel, epoch): run_only_median_ms(page_path, fuel, epoch, args.runs)
+                for fuel in (True, False)
+                for epoch in (True, False)
+            }
+            if args.breakdown
+            else {}
+        )
 
     print(f"(a) native parse + JSON          median {a:8.3f} ms  ({args.runs} runs)")
     print(f"(b) Sandbox.parse                median {b:8.3f} ms  ({args.runs} runs, {fuel:,} fuel)")
@@ -179,6 +229,13 @@ def main() -> int:
     print(f"b/a = {b / a:.2f}   (target <= 2)")
     print(f"c/b = {c / b:.1f}   (target >= 20)")
     print(f"b <= 5 ms: {'yes' if b <= 5 else 'no'}")
+    if runs_by_metering:
+        print("module run alone (store instantiated, page read through WASI, JSON written):")
+        for (fuel, epoch), ms in runs_by_metering.items():
+            metering = f"fuel {'on ' if fuel else 'off'}, epoch {'on ' if epoch else 'off'}"
+            print(f"  {metering}: median {ms:7.3f} ms  ({ms / a:.2f}x a)")
+        metered = runs_by_metering[(True, True)]
+        print(f"runner's own costs (b minus the metered run): {b - metered:.3f} ms")
     return 0
 
 
