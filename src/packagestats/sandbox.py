@@ -4,8 +4,8 @@ Pages are untrusted input. They are parsed by `parser.wasm` (the Rust crate in `
 this package) under wasmtime, with for every page:
 
 - a new `Store` whose only WASI capability is a fresh temporary directory holding just the page,
-  preopened read-only (stdout and stderr are collected in memory, with caps), no environment, no
-  network;
+  preopened read-only (stdout and stderr go to files beside it, which the guest cannot see), no
+  environment, no network;
 - a fuel budget (instructions), a linear-memory limit, and a wall-clock deadline through epoch
   interruption (one ticker thread per sandbox advances the engine's epoch while pages are parsed).
 
@@ -293,13 +293,18 @@ class Sandbox:
             raise ValueError(f"unknown page kind {kind!r}")
         started = time.perf_counter()
         engine, pre, ticker = self._load()
-        page_dir: Path | None = None
+        work: Path | None = None
         try:
-            page_dir = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+            # The guest sees only `work/page`; its output goes to files beside that directory. (Files,
+            # not wasmtime's in-memory output callbacks: those are released on wasmtime's own threads,
+            # which can call into a Python that is shutting down.)
+            work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+            page_dir = work / "page"
+            page_dir.mkdir()
             (page_dir / _PAGE_NAME).write_bytes(page)
-            stdout, stderr = _Capture(_MAX_STDOUT), _Capture(_MAX_REASON * 4)
+            stdout, stderr = work / "stdout", work / "stderr"
             code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout, stderr)
-            reason = stderr.text()
+            reason = _read_text(stderr, _MAX_REASON * 4)
             if failure is not None:
                 raise _classify(failure, reason, self)
             if code == _EXIT_NOTHING_FOUND:
@@ -309,10 +314,10 @@ class Sandbox:
             if code != _EXIT_OK:
                 what = "usage or I/O error" if code == _EXIT_USAGE else f"exit status {code}"
                 raise ParserCrashError(f"parser failed ({what}): {_one_line(reason)}")
-            if stdout.truncated:
+            if stdout.stat().st_size > _MAX_STDOUT:
                 raise BadOutputError("parser output is unreasonably large")
             try:
-                parsed = model.model_validate_json(stdout.data())
+                parsed = model.model_validate_json(stdout.read_bytes())
             except pydantic.ValidationError as e:
                 raise BadOutputError(f"parser output does not match the {kind} model: {_one_line(str(e))}") from e
             return ParseResult(parsed, self.fuel - fuel_left, time.perf_counter() - started)
@@ -321,8 +326,8 @@ class Sandbox:
         except wasmtime.WasmtimeError as e:  # setting up the store or its WASI context
             raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
         finally:
-            if page_dir is not None:
-                _remove_page_dir(page_dir)
+            if work is not None:
+                _remove_work_dir(work)
 
     def _run(
         self,
@@ -331,15 +336,15 @@ class Sandbox:
         ticker: _EpochTicker,
         kind: Kind,
         page_dir: Path,
-        stdout: _Capture,
-        stderr: _Capture,
+        stdout: Path,
+        stderr: Path,
     ) -> tuple[int, int, BaseException | None]:
         """Runs the module once; returns (exit status, fuel left, the trap or error if it failed)."""
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"]
         wasi.preopen_dir(str(page_dir), _GUEST_DIR, False)
-        wasi.stdout_custom = stdout.write
-        wasi.stderr_custom = stderr.write
+        wasi.stdout_file = str(stdout)
+        wasi.stderr_file = str(stderr)
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=self.memory_bytes)
         store.set_fuel(self.fuel)
@@ -359,50 +364,30 @@ class Sandbox:
             except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
                 failure = e
         fuel_left = store.get_fuel()
-        # Dropping the store closes the guest's handle on the page before its directory is removed.
+        # Dropping the store closes the guest's files before they are read and removed.
         del store
         return code, fuel_left, failure
 
 
-class _Capture:
-    """One of the guest's output streams, kept in memory up to `limit` bytes.
-
-    Past the limit the guest's writes still succeed (a failing write would only change how the parser
-    fails) but are dropped, and `truncated` says so. Never raises: it runs as a wasmtime callback.
-    """
-
-    __slots__ = ("_chunks", "_limit", "_size")
-
-    def __init__(self, limit: int) -> None:
-        self._chunks: list[bytes] = []
-        self._limit = limit
-        self._size = 0
-
-    def write(self, data: bytes) -> int:
-        if self._size + len(data) <= self._limit:
-            self._chunks.append(data)
-        self._size += len(data)
-        return len(data)
-
-    @property
-    def truncated(self) -> bool:
-        return self._size > self._limit
-
-    def data(self) -> bytes:
-        return b"".join(self._chunks)
-
-    def text(self) -> str:
-        return self.data().decode("utf-8", "replace")
-
-
-def _remove_page_dir(page_dir: Path) -> None:
-    """Removes the page and its directory: the guest could not add anything (read-only), so two calls
-    do it, cheaper than a tree walk; anything unexpected falls back to one."""
+def _read_text(path: Path, limit: int) -> str:
     try:
-        (page_dir / _PAGE_NAME).unlink(missing_ok=True)
-        page_dir.rmdir()
+        with path.open("rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
     except OSError:
-        shutil.rmtree(page_dir, ignore_errors=True)
+        return ""
+
+
+def _remove_work_dir(work: Path) -> None:
+    """Removes a parse's directory: the guest could add nothing (its directory is read-only), so a few
+    calls do it, cheaper than a tree walk; anything unexpected falls back to one."""
+    try:
+        (work / "page" / _PAGE_NAME).unlink(missing_ok=True)
+        (work / "page").rmdir()
+        (work / "stdout").unlink(missing_ok=True)
+        (work / "stderr").unlink(missing_ok=True)
+        work.rmdir()
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _classify(failure: BaseException, stderr: str, sandbox: Sandbox) -> ParserError:

@@ -388,16 +388,6 @@ def test_output_over_the_cap_is_an_error(sandbox: Sandbox, monkeypatch: pytest.M
     assert caught.value.reason == "parser output is unreasonably large"
 
 
-def test_capture_keeps_writes_up_to_its_limit() -> None:
-    capture = sandbox_module._Capture(5)
-    # Every write is accepted whole, so the guest never sees a short write.
-    assert [capture.write(b"abc"), capture.write(b"de"), capture.write(b"\xff")] == [3, 2, 1]
-    assert capture.truncated
-    assert capture.data() == b"abcde"
-    assert capture.text() == "abcde"
-    assert not sandbox_module._Capture(5).truncated
-
-
 def test_every_failure_is_a_parser_error() -> None:
     for error in (NoCountError, BadOutputError, ModuleLoadError, sandbox_module.ParserCrashError):
         assert issubclass(error, ParserError)
