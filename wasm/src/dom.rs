@@ -230,6 +230,9 @@ struct Builder {
     /// decides when it calls end tag handlers. Names live in `open_names`, used as a stack too.
     open: Vec<(Range<usize>, Opened)>,
     open_names: String,
+    /// How many elements of `open` fall in each `name_bucket`: an end tag whose bucket is empty closes
+    /// nothing, found without a walk down `open` (a page of stray end tags would make that quadratic).
+    open_buckets: Vec<u32>,
     /// End tags of raw-text and RCDATA elements seen since the last other event, with the depth in
     /// `open` they close to. Their handlers cannot borrow the input to read the text before them, so
     /// that waits for the next event that can.
@@ -369,6 +372,9 @@ impl Builder {
         } else {
             Opened::Element(self.open(name, attrs, true))
         };
+        if let Some(count) = self.open_buckets.get_mut(name_bucket(name_bytes(&self.open_names, from))) {
+            *count += 1;
+        }
         self.open.push((from..self.open_names.len(), opened));
         Some(depth)
     }
@@ -422,6 +428,9 @@ impl Builder {
     fn close_open_to(&mut self, depth: usize) {
         while self.open.len() > depth {
             let Some((name, opened)) = self.open.pop() else { break };
+            if let Some(count) = self.open_buckets.get_mut(name_bucket(name_bytes(&self.open_names, name.start))) {
+                *count = count.saturating_sub(1);
+            }
             self.open_names.truncate(name.start);
             self.end(&opened);
         }
@@ -429,6 +438,9 @@ impl Builder {
 
     /// An end tag read from the source between events.
     fn end_tag(&mut self, raw_name: &[u8]) {
+        if self.open_buckets.get(name_bucket(raw_name)).is_none_or(|&count| count == 0) {
+            return;
+        }
         let names = self.open_names.as_bytes();
         let depth = self.open.iter().rposition(|(name, _)| {
             names.get(name.clone()).is_some_and(|name| name.eq_ignore_ascii_case(raw_name))
@@ -619,6 +631,19 @@ fn tag_end(s: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+const NAME_BUCKETS: usize = 256;
+
+/// A tag name's bucket, the same for any ASCII case.
+fn name_bucket(name: &[u8]) -> usize {
+    let lower = |b: Option<&u8>| usize::from(b.copied().unwrap_or(0).to_ascii_lowercase());
+    (name.len().wrapping_mul(31) ^ lower(name.first()).wrapping_mul(7) ^ lower(name.last())) % NAME_BUCKETS
+}
+
+/// The name of the open element whose name starts at `from` in `names` (the arena's last name).
+fn name_bytes(names: &str, from: usize) -> &[u8] {
+    names.as_bytes().get(from..).unwrap_or_default()
+}
+
 fn closes_p(name: &str) -> bool {
     matches!(
         name,
@@ -670,7 +695,7 @@ impl Document {
     pub fn parse(input: &[u8]) -> Result<Document, String> {
         // Sized from typical pages (about one node per 40 bytes, a third of the bytes being text and
         // kept attribute values) so that the arenas rarely grow and copy.
-        let mut builder = Builder::default();
+        let mut builder = Builder { open_buckets: vec![0; NAME_BUCKETS], ..Builder::default() };
         builder.doc.nodes.reserve(input.len() / 40);
         builder.doc.attrs.reserve(input.len() / 80);
         builder.doc.strings.reserve(input.len() / 3);
