@@ -57,6 +57,10 @@ _EXIT_OUT_OF_MEMORY: Final = 4
 
 _GUEST_DIR: Final = "/page"
 _PAGE_NAME: Final = "page.html"
+# A parse's temporary directory holds these: the page's directory (the guest's only one) and the output.
+_PAGE_DIR: Final = "page"
+_STDOUT: Final = "stdout"
+_STDERR: Final = "stderr"
 # More output than any page can justify means something is wrong; don't read it into memory.
 _MAX_STDOUT: Final = 64 * 1024 * 1024
 _MAX_REASON: Final = 500
@@ -299,10 +303,10 @@ class Sandbox:
             # not wasmtime's in-memory output callbacks: those are released on wasmtime's own threads,
             # which can call into a Python that is shutting down.)
             work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
-            page_dir = work / "page"
+            page_dir = work / _PAGE_DIR
             page_dir.mkdir()
             (page_dir / _PAGE_NAME).write_bytes(page)
-            stdout, stderr = work / "stdout", work / "stderr"
+            stdout, stderr = work / _STDOUT, work / _STDERR
             code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout, stderr)
             reason = _read_text(stderr, _MAX_REASON * 4)
             if failure is not None:
@@ -381,10 +385,10 @@ def _remove_work_dir(work: Path) -> None:
     """Removes a parse's directory: the guest could add nothing (its directory is read-only), so a few
     calls do it, cheaper than a tree walk; anything unexpected falls back to one."""
     try:
-        (work / "page" / _PAGE_NAME).unlink(missing_ok=True)
-        (work / "page").rmdir()
-        (work / "stdout").unlink(missing_ok=True)
-        (work / "stderr").unlink(missing_ok=True)
+        (work / _PAGE_DIR / _PAGE_NAME).unlink(missing_ok=True)
+        (work / _PAGE_DIR).rmdir()
+        (work / _STDOUT).unlink(missing_ok=True)
+        (work / _STDERR).unlink(missing_ok=True)
         work.rmdir()
     except OSError:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,10 +6,11 @@
 //! descendants are exactly the indices `i + 1 .. end`, which makes subtree queries range scans and needs
 //! no recursion anywhere (deeply nested input cannot overflow the stack).
 //!
-//! Text is not taken from lol_html's text events: asking for them makes it decode, copy and re-serialize
-//! every character of the page, which was a quarter of the parse. Every start tag, end tag, comment and
-//! doctype comes with its source location, so text is the source bytes between two of them, read in
-//! the mode the tokenizer was in there (see [`Gap`]).
+//! Text and most end tags are not taken from lol_html's events: its text events decode, copy and
+//! re-serialize every character of the page, and an end tag handler boxes a closure per element, which
+//! together were a third of the parse. Start tags, comments and doctypes come with their source
+//! locations, so text and end tags are read from the source bytes between two of them, in the mode the
+//! tokenizer was in there (see [`Gap`]); only raw-text and RCDATA elements keep an end tag handler.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -358,6 +359,7 @@ impl Builder {
             return None;
         }
         let depth = self.open.len();
+        let bucket = name_bucket(name.as_bytes());
         let from = self.open_names.len();
         self.open_names.push_str(&name);
         let opened = if name == "template" {
@@ -372,7 +374,7 @@ impl Builder {
         } else {
             Opened::Element(self.open(name, attrs, true))
         };
-        if let Some(count) = self.open_buckets.get_mut(name_bucket(name_bytes(&self.open_names, from))) {
+        if let Some(count) = self.open_buckets.get_mut(bucket) {
             *count += 1;
         }
         self.open.push((from..self.open_names.len(), opened));
@@ -428,7 +430,8 @@ impl Builder {
     fn close_open_to(&mut self, depth: usize) {
         while self.open.len() > depth {
             let Some((name, opened)) = self.open.pop() else { break };
-            if let Some(count) = self.open_buckets.get_mut(name_bucket(name_bytes(&self.open_names, name.start))) {
+            let bucket = name_bucket(self.open_names.as_bytes().get(name.clone()).unwrap_or_default());
+            if let Some(count) = self.open_buckets.get_mut(bucket) {
                 *count = count.saturating_sub(1);
             }
             self.open_names.truncate(name.start);
@@ -637,11 +640,6 @@ const NAME_BUCKETS: usize = 256;
 fn name_bucket(name: &[u8]) -> usize {
     let lower = |b: Option<&u8>| usize::from(b.copied().unwrap_or(0).to_ascii_lowercase());
     (name.len().wrapping_mul(31) ^ lower(name.first()).wrapping_mul(7) ^ lower(name.last())) % NAME_BUCKETS
-}
-
-/// The name of the open element whose name starts at `from` in `names` (the arena's last name).
-fn name_bytes(names: &str, from: usize) -> &[u8] {
-    names.as_bytes().get(from..).unwrap_or_default()
 }
 
 fn closes_p(name: &str) -> bool {
