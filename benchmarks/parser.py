@@ -41,7 +41,7 @@ from packagestats.pages import PackagePage  # noqa: E402
 from packagestats.sandbox import Sandbox, module_bytes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_PAGE = REPO.parent / "shared" / "ghcr-pages" / "headscale-2026-07.html"
+SHARED_PAGE = REPO / "tests" / "data" / "ghcr-pages" / "headscale-2026-07.html"
 FALLBACK_PAGE = REPO / "tests" / "fixtures" / "pages" / "package-full.html"
 TARGET_BYTES = 240_000
 

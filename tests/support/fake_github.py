@@ -10,7 +10,7 @@ registry that tests program and may change at any time, and it misbehaves on dem
         ...
         assert gh.count("/acme/tool/pkgs/container/tool") == 1
 
-The markup is modelled on the real captures in /work/shared/ghcr-pages (2026 layout: `tmp-` classes,
+The markup is modelled on the real captures in tests/data/ghcr-pages (2026 layout: `tmp-` classes,
 "Last published" and "Issues" before "Total downloads", `<h3 title=EXACT>ABBREVIATED</h3>`, the 30-bar
 sparkline). Per-version rows, versions lists and listings follow GitHub's known structure (`li.Box-row`,
 `a.Label`, `span.sr-only` "Version downloads", `#org-packages` with `a.text-bold`); no 2026 capture of
@@ -42,10 +42,9 @@ FaultKind = Literal["status", "slow", "truncate", "huge", "no_total", "redirect"
 OwnerKind = Literal["orgs", "users"]
 
 _REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-# Where the real captured pages may live: a copy in the repository first, then the shared folder.
+# The real captured pages, kept in the repository.
 CAPTURED_DIRS: Final[tuple[Path, ...]] = (
     _REPO_ROOT / "tests" / "data" / "ghcr-pages",
-    _REPO_ROOT.parent / "shared" / "ghcr-pages",  # CI lays shared/ beside the clone
 )
 
 

@@ -37,12 +37,9 @@ from packagestats.sandbox import (
 )
 from packagestats.settings import Settings
 
-# The shared captures sit beside the repository: /work/shared for /work/main or a clone in /work/X.
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "ghcr-pages"
+# Real captured pages, kept in the repository (each names its source at the top).
+SHARED = Path(__file__).resolve().parents[1] / "data" / "ghcr-pages"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pages"
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"{SHARED} is absent: the captured pages live beside the repository"
-)
 
 FUEL = 2_000_000_000
 MEMORY = 256 * 1024 * 1024
@@ -71,7 +68,7 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-# -- the real captures (values from shared/ghcr-pages/README.md) ----------------------------------
+# -- the real captures (values from tests/data/ghcr-pages/README.md) ----------------------------------
 
 REAL = {
     "icicle-insights-2026-08.html": (248, "248", "2026-08-08", "2026-07-10", 29, "2026-07-29T07:36:30"),
@@ -80,12 +77,10 @@ REAL = {
 }
 
 
-@needs_shared
 def test_every_captured_page_is_covered() -> None:
     assert {p.name for p in SHARED.glob("*.html")} == set(REAL)
 
 
-@needs_shared
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_page(sandbox: Sandbox, name: str) -> None:
     total, text, newest, oldest, bar_sum, published = REAL[name]
@@ -106,7 +101,6 @@ def test_real_page(sandbox: Sandbox, name: str) -> None:
     assert result.seconds > 0
 
 
-@needs_shared
 def test_real_page_first_and_last_bars(sandbox: Sandbox) -> None:
     page = package(sandbox.parse_file(SHARED / "headscale-2026-07.html"))
     assert page.daily[0] == DailyCount(date=datetime.date(2026, 6, 22), count=8149)

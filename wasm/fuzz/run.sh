@@ -14,7 +14,7 @@ corpus="$here/corpus/parse"
 mkdir -p "$corpus"
 # Seeds: the project's fixtures and, when present, the captured pages beside the repository.
 cp "$repo"/tests/fixtures/pages/*.html "$corpus"/ 2>/dev/null || true
-cp "$repo"/../shared/ghcr-pages/*.html "$corpus"/ 2>/dev/null || true
+cp "$repo"/tests/data/ghcr-pages/*.html "$corpus"/ 2>/dev/null || true
 cd "$here"
 export RUSTC_BOOTSTRAP=1
 exec cargo fuzz run --sanitizer none --release parse "$corpus" -- \

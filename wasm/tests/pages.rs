@@ -1,4 +1,4 @@
-//! The parser on the real captured pages (shared/ghcr-pages, values from its README) and on the
+//! The parser on the real captured pages (tests/data/ghcr-pages, values from its README) and on the
 //! project's fixtures (tests/fixtures/pages).
 
 use std::path::PathBuf;
@@ -17,17 +17,9 @@ fn fixture(name: &str) -> Result<Vec<u8>, std::io::Error> {
     std::fs::read(repo().join("tests/fixtures/pages").join(name))
 }
 
-/// The shared captures live beside the repository (`/work/shared` for `/work/main`); absent in a
-/// checkout without them, in which case these tests say so and pass.
-fn shared(name: &str) -> Option<Vec<u8>> {
-    let path = repo().join("../shared/ghcr-pages").join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            eprintln!("skipped: {} is not there", path.display());
-            None
-        }
-    }
+/// The real captures, kept in the repository under tests/data/ghcr-pages.
+fn real(name: &str) -> Result<Vec<u8>, std::io::Error> {
+    std::fs::read(repo().join("tests/data/ghcr-pages").join(name))
 }
 
 fn check_real(page: &PackagePage, total: u64, text: &str, newest: &str, oldest: &str, sum: u64) {
@@ -45,7 +37,7 @@ fn check_real(page: &PackagePage, total: u64, text: &str, newest: &str, oldest: 
 
 #[test]
 fn real_icicle_insights_2026_08() -> TestResult {
-    let Some(html) = shared("icicle-insights-2026-08.html") else { return Ok(()) };
+    let html = real("icicle-insights-2026-08.html")?;
     let page = parse_package(&html)?;
     check_real(&page, 248, "248", "2026-08-08", "2026-07-10", 29);
     assert_eq!(page.last_published.as_deref(), Some("2026-07-29T07:36:30Z"));
@@ -54,7 +46,7 @@ fn real_icicle_insights_2026_08() -> TestResult {
 
 #[test]
 fn real_icicle_insights_2026_09() -> TestResult {
-    let Some(html) = shared("icicle-insights-2026-09.html") else { return Ok(()) };
+    let html = real("icicle-insights-2026-09.html")?;
     let page = parse_package(&html)?;
     check_real(&page, 302, "302", "2026-09-24", "2026-08-26", 38);
     assert_eq!(page.last_published.as_deref(), Some("2026-09-24T20:19:35Z"));
@@ -63,7 +55,7 @@ fn real_icicle_insights_2026_09() -> TestResult {
 
 #[test]
 fn real_headscale_2026_07() -> TestResult {
-    let Some(html) = shared("headscale-2026-07.html") else { return Ok(()) };
+    let html = real("headscale-2026-07.html")?;
     let page = parse_package(&html)?;
     check_real(&page, 1_418_338, "1.42M", "2026-07-21", "2026-06-22", 195_120);
     assert_eq!(page.daily.first(), Some(&DailyCount { date: "2026-06-22".into(), count: 8149 }));
