@@ -33,6 +33,8 @@ class VersionRow(_Strict):
     name: str | None
     tags: list[str]
     downloads: Count
+    # True when the row gave only an abbreviated count ("1.2K").
+    approximate: bool = False
 
 
 class PackagePage(_Strict):
@@ -66,3 +68,11 @@ class ListingPage(_Strict):
 
 
 Page = PackagePage | VersionsPage | ListingPage
+
+
+class ModuleVersion(_Strict):
+    """What `parser.wasm --version` prints: the interface it speaks, its own version, its page kinds."""
+
+    interface: Annotated[int, Field(ge=0)]
+    version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z.+_-]+$")]
+    kinds: list[str]

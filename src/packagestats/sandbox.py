@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import pydantic
 import wasmtime
 
-from packagestats.pages import ListingPage, PackagePage, VersionsPage
+from packagestats.pages import ListingPage, ModuleVersion, PackagePage, VersionsPage
 
 if TYPE_CHECKING:
     from packagestats.settings import Settings
@@ -67,6 +67,19 @@ _MAX_REASON: Final = 500
 _CACHE_MAGIC: Final = b"packagestats-cwasm-1\n"
 # std's allocation-failure hook prints this before aborting (an `unreachable` trap).
 _OOM_MARKER: Final = "memory allocation of"
+_WASM_PAGE: Final = 64 * 1024
+_MAX_VERSION_OUTPUT: Final = 64 * 1024
+# `--version` runs under limits of its own, ample for printing a line and far below a parse's: the
+# parse limits (however tight) are a property of pages, not of whether the module may be used.
+_VERSION_FUEL: Final = 100_000_000
+_VERSION_MEMORY: Final = 64 * 1024 * 1024
+_VERSION_SECONDS: Final = 2.0
+
+# The parser interfaces this operator speaks (`INTERFACE_VERSION` in wasm/src/lib.rs): the command line,
+# the exit statuses and the JSON shapes of pages.py. A module answering another one is refused.
+SUPPORTED_INTERFACES: Final = frozenset({1})
+# Every kind the operator asks for: a module that lacks one could not serve a scrape.
+REQUIRED_KINDS: Final = ("package", "versions", "listing")
 
 
 class ParserError(Exception):
@@ -97,8 +110,35 @@ class ModuleLoadError(ParserError):
     """The parser module could not be read, compiled or instantiated."""
 
 
+class InterfaceError(ModuleLoadError):
+    """The module does not answer `--version` with an interface and page kinds this operator speaks."""
+
+
 class ParserCrashError(ParserError):
     """The parser stopped in an unexpected way (a trap other than a limit, an unknown exit status)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParserInfo:
+    """Which parser module: its own version, its interface, its page kinds and the sha256 of its bytes."""
+
+    version: str
+    interface: int
+    kinds: tuple[str, ...]
+    digest: str  # "sha256:<64 hex>"
+
+    @property
+    def label(self) -> str:
+        """Short enough for every package's status: `0.2.0@d5a1c0f1e36a` (version, 12 hex of the digest)."""
+        return f"{self.version}@{self.digest.removeprefix('sha256:')[:12]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedModule:
+    """A compiled module that has answered `--version` with an interface this operator speaks."""
+
+    pre: wasmtime.InstancePre
+    info: ParserInfo
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,6 +146,16 @@ class ParseResult:
     page: Page
     fuel_consumed: int
     seconds: float
+    parser: ParserInfo | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    code: int
+    fuel_left: int
+    failure: BaseException | None
+    at_memory_limit: bool
+    started: bool  # instantiated: a failure came from the module's own run
 
 
 def _one_line(text: str) -> str:
@@ -171,6 +221,7 @@ class Sandbox:
         memory_bytes: int,
         timeout_seconds: float,
         cache_dir: Path | None,
+        wasm: bytes | None = None,
     ) -> None:
         if fuel <= 0 or memory_bytes <= 0 or timeout_seconds <= 0:
             raise ValueError("fuel, memory_bytes and timeout_seconds must be positive")
@@ -181,8 +232,10 @@ class Sandbox:
         # Ticks of ~1/20 of the timeout (at most 50 ms): the deadline holds to about 5 %.
         self._tick = min(0.05, max(0.001, timeout_seconds / 20))
         self._deadline_ticks = math.ceil(timeout_seconds / self._tick) + 1
+        self._wasm = wasm  # None: the module shipped in this package
         self._lock = threading.Lock()
-        self._loaded: tuple[wasmtime.Engine, wasmtime.InstancePre, _EpochTicker] | None = None
+        self._engine: tuple[wasmtime.Engine, wasmtime.Linker, _EpochTicker] | None = None
+        self._current: LoadedModule | None = None
         self.loaded_from_cache = False
 
     @classmethod
@@ -257,33 +310,92 @@ class Sandbox:
         except (OSError, wasmtime.WasmtimeError):
             pass
 
-    def _load(self) -> tuple[wasmtime.Engine, wasmtime.InstancePre, _EpochTicker]:
+    def _runtime(self) -> tuple[wasmtime.Engine, wasmtime.Linker, _EpochTicker]:
+        """The engine (one per sandbox: every module it runs shares its epoch ticker) and WASI linker."""
         with self._lock:
-            if self._loaded is not None:
-                return self._loaded
-            wasm = module_bytes()
-            config, settings = self._config()
-            try:
-                engine = wasmtime.Engine(config)
-                path = self._cache_path(wasm, settings)
-                module = self._read_cache(engine, path) if path is not None else None
-                self.loaded_from_cache = module is not None
-                if module is None:
-                    module = wasmtime.Module(engine, wasm)
-                    if path is not None:
-                        self._write_cache(module, path)
-                linker = wasmtime.Linker(engine)
-                linker.define_wasi()
-                # Imports are resolved once; each parse only instantiates.
-                pre = linker.instantiate_pre(module)
-            except wasmtime.WasmtimeError as e:
-                raise ModuleLoadError(f"cannot load the parser module: {_one_line(str(e))}") from e
-            self._loaded = (engine, pre, _EpochTicker(engine, self._tick))
-            return self._loaded
+            if self._engine is None:
+                config, _ = self._config()
+                try:
+                    engine = wasmtime.Engine(config)
+                    linker = wasmtime.Linker(engine)
+                    linker.define_wasi()
+                except wasmtime.WasmtimeError as e:
+                    raise ModuleLoadError(f"cannot set up the wasm engine: {_one_line(str(e))}") from e
+                self._engine = (engine, linker, _EpochTicker(engine, self._tick))
+            return self._engine
 
-    def load(self) -> None:
-        """Compiles (or loads from the cache) the module now rather than on the first parse."""
-        self._load()
+    def compile(self, wasm: bytes) -> LoadedModule:
+        """Compiles a module (or loads it from the cache) and asks it `--version`; raises
+        `ModuleLoadError` (`InterfaceError` when it does not speak our interface). The module in use
+        is not changed: see `use`."""
+        engine, linker, _ = self._runtime()
+        _, settings = self._config()
+        try:
+            path = self._cache_path(wasm, settings)
+            module = self._read_cache(engine, path) if path is not None else None
+            from_cache = module is not None
+            if module is None:
+                module = wasmtime.Module(engine, wasm)
+                if path is not None:
+                    self._write_cache(module, path)
+            # Imports are resolved once; each parse only instantiates.
+            pre = linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as e:
+            raise ModuleLoadError(f"cannot load the parser module: {_one_line(str(e))}") from e
+        loaded = LoadedModule(pre, self._ask_version(pre, "sha256:" + hashlib.sha256(wasm).hexdigest()))
+        self.loaded_from_cache = from_cache
+        return loaded
+
+    def _ask_version(self, pre: wasmtime.InstancePre, digest: str) -> ParserInfo:
+        with self._work_dir(None) as work:
+            run = self._run(pre, ["packagestats-parser", "--version"], None, work,
+                            (_VERSION_FUEL, _VERSION_MEMORY, math.ceil(_VERSION_SECONDS / self._tick) + 1))
+            reason = _one_line(_read_text(work / _STDERR, _MAX_REASON * 4))
+            if run.failure is not None:
+                error = _classify(run.failure, reason, self, run.at_memory_limit, _VERSION_FUEL, _VERSION_MEMORY,
+                                  _VERSION_SECONDS)
+                raise InterfaceError(f"the module failed on --version: {error.reason}")
+            if run.code != _EXIT_OK:
+                raise InterfaceError(f"the module does not answer --version (exit status {run.code}): {reason}")
+            if (work / _STDOUT).stat().st_size > _MAX_VERSION_OUTPUT:
+                raise InterfaceError("the module's --version output is unreasonably large")
+            try:
+                answer = ModuleVersion.model_validate_json((work / _STDOUT).read_bytes())
+            except pydantic.ValidationError as e:
+                raise InterfaceError(f"the module's --version output is not the expected JSON: "
+                                     f"{_one_line(str(e))}") from e
+        if answer.interface not in SUPPORTED_INTERFACES:
+            speaks = ", ".join(str(v) for v in sorted(SUPPORTED_INTERFACES))
+            raise InterfaceError(f"the module speaks parser interface {answer.interface}; "
+                                 f"this operator speaks {speaks}")
+        missing = [k for k in REQUIRED_KINDS if k not in answer.kinds]
+        if missing:
+            raise InterfaceError(f"the module does not parse {', '.join(missing)} pages")
+        return ParserInfo(answer.version, answer.interface, tuple(answer.kinds), digest)
+
+    def use(self, module: LoadedModule) -> None:
+        """Parses from now on with `module` (parses already running finish with the one they started)."""
+        with self._lock:
+            self._current = module
+
+    def _load(self) -> LoadedModule:
+        current = self._current
+        if current is not None:
+            return current
+        loaded = self.compile(self._wasm if self._wasm is not None else module_bytes())
+        with self._lock:
+            if self._current is None:
+                self._current = loaded
+            return self._current
+
+    def load(self) -> ParserInfo:
+        """Compiles (or loads from the cache) and checks the module now rather than on the first parse."""
+        return self._load().info
+
+    @property
+    def info(self) -> ParserInfo:
+        """The module in use."""
+        return self._load().info
 
     # -- parsing ----------------------------------------------------------------------------------
 
@@ -291,71 +403,78 @@ class Sandbox:
         """Parses a saved page (an unreadable file raises `OSError`)."""
         return self.parse(Path(path).read_bytes(), kind)
 
-    def parse(self, page: bytes, kind: Kind = "package") -> ParseResult:
+    def parse(self, page: bytes, kind: Kind = "package", module: LoadedModule | None = None) -> ParseResult:
+        """Parses one page with the module in use (or with `module`, e.g. a candidate's self-test)."""
         model = _MODELS.get(kind)
         if model is None:
             raise ValueError(f"unknown page kind {kind!r}")
         started = time.perf_counter()
-        engine, pre, ticker = self._load()
-        work: Path | None = None
+        loaded = module or self._load()
         try:
-            # The guest sees only `work/page`; its output goes to files beside that directory. (Files,
-            # not wasmtime's in-memory output callbacks: those are released on wasmtime's own threads,
-            # which can call into a Python that is shutting down.)
-            work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
-            page_dir = work / _PAGE_DIR
-            page_dir.mkdir()
-            (page_dir / _PAGE_NAME).write_bytes(page)
-            stdout, stderr = work / _STDOUT, work / _STDERR
-            code, fuel_left, failure = self._run(engine, pre, ticker, kind, page_dir, stdout, stderr)
-            reason = _read_text(stderr, _MAX_REASON * 4)
-            if failure is not None:
-                raise _classify(failure, reason, self)
-            if code == _EXIT_NOTHING_FOUND:
-                raise NoCountError(_one_line(reason) or "the page holds nothing the parser recognises")
-            if code == _EXIT_OUT_OF_MEMORY:
-                raise LimitExceeded("memory", f"the page does not fit the memory limit ({self.memory_bytes} bytes)")
-            if code != _EXIT_OK:
-                what = "usage or I/O error" if code == _EXIT_USAGE else f"exit status {code}"
-                raise ParserCrashError(f"parser failed ({what}): {_one_line(reason)}")
-            if stdout.stat().st_size > _MAX_STDOUT:
-                raise BadOutputError("parser output is unreasonably large")
-            try:
-                parsed = model.model_validate_json(stdout.read_bytes())
-            except pydantic.ValidationError as e:
-                raise BadOutputError(f"parser output does not match the {kind} model: {_one_line(str(e))}") from e
-            return ParseResult(parsed, self.fuel - fuel_left, time.perf_counter() - started)
+            with self._work_dir(page) as work:
+                run = self._run(loaded.pre, ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"],
+                                work / _PAGE_DIR, work, (self.fuel, self.memory_bytes, self._deadline_ticks))
+                stdout = work / _STDOUT
+                reason = _read_text(work / _STDERR, _MAX_REASON * 4)
+                if run.failure is not None:
+                    raise _classify(run.failure, reason, self, run.at_memory_limit, started=run.started)
+                if run.code == _EXIT_NOTHING_FOUND:
+                    raise NoCountError(_one_line(reason) or "the page holds nothing the parser recognises")
+                if run.code == _EXIT_OUT_OF_MEMORY:
+                    raise LimitExceeded("memory",
+                                        f"the page does not fit the memory limit ({self.memory_bytes} bytes)")
+                if run.code != _EXIT_OK:
+                    what = "usage or I/O error" if run.code == _EXIT_USAGE else f"exit status {run.code}"
+                    raise ParserCrashError(f"parser failed ({what}): {_one_line(reason)}")
+                if stdout.stat().st_size > _MAX_STDOUT:
+                    raise BadOutputError(f"parser output is unreasonably large (over {_MAX_STDOUT} bytes)")
+                try:
+                    parsed = model.model_validate_json(stdout.read_bytes())
+                except pydantic.ValidationError as e:
+                    raise BadOutputError(f"parser output does not match the {kind} model: "
+                                         f"{_one_line(str(e))}") from e
+            return ParseResult(parsed, self.fuel - run.fuel_left, time.perf_counter() - started, loaded.info)
         except OSError as e:
             raise ParserCrashError(f"sandbox I/O failed: {_one_line(str(e))}") from e
         except wasmtime.WasmtimeError as e:  # setting up the store or its WASI context
             raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
-        finally:
-            if work is not None:
-                _remove_work_dir(work)
 
-    def _run(
-        self,
-        engine: wasmtime.Engine,
-        pre: wasmtime.InstancePre,
-        ticker: _EpochTicker,
-        kind: Kind,
-        page_dir: Path,
-        stdout: Path,
-        stderr: Path,
-    ) -> tuple[int, int, BaseException | None]:
-        """Runs the module once; returns (exit status, fuel left, the trap or error if it failed)."""
+    @staticmethod
+    @contextlib.contextmanager
+    def _work_dir(page: bytes | None) -> Iterator[Path]:
+        """A run's directory: `page/` (the guest's only directory, read-only to it) holding the page, and
+        the output files beside it, which the guest cannot see. (Files, not wasmtime's in-memory output
+        callbacks: those are released on wasmtime's own threads, which can call into a Python that is
+        shutting down.)"""
+        work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+        try:
+            if page is not None:
+                (work / _PAGE_DIR).mkdir()
+                (work / _PAGE_DIR / _PAGE_NAME).write_bytes(page)
+            yield work
+        finally:
+            _remove_work_dir(work)
+
+    def _run(self, pre: wasmtime.InstancePre, argv: list[str], page_dir: Path | None, work: Path,
+             limits: tuple[int, int, int]) -> _Run:
+        """Runs the module once with `argv` under (fuel, memory bytes, epoch ticks); returns its exit
+        status, fuel left and the trap or error if it failed."""
+        fuel, memory_bytes, deadline_ticks = limits
         wasi = wasmtime.WasiConfig()
-        wasi.argv = ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"]
-        wasi.preopen_dir(str(page_dir), _GUEST_DIR, False)
-        wasi.stdout_file = str(stdout)
-        wasi.stderr_file = str(stderr)
+        wasi.argv = argv
+        if page_dir is not None:
+            wasi.preopen_dir(str(page_dir), _GUEST_DIR, False)
+        wasi.stdout_file = str(work / _STDOUT)
+        wasi.stderr_file = str(work / _STDERR)
+        engine, _, ticker = self._runtime()
         store = wasmtime.Store(engine)
-        store.set_limits(memory_size=self.memory_bytes)
-        store.set_fuel(self.fuel)
+        store.set_limits(memory_size=memory_bytes)
+        store.set_fuel(fuel)
         store.set_wasi(wasi)
-        code, failure = _EXIT_OK, None
+        code, failure, at_limit = _EXIT_OK, None, False
+        instance: wasmtime.Instance | None = None
         with ticker.running():
-            store.set_epoch_deadline(self._deadline_ticks)
+            store.set_epoch_deadline(deadline_ticks)
             try:
                 instance = pre.instantiate(store)
                 start = instance.exports(store).get("_start")
@@ -367,10 +486,15 @@ class Sandbox:
             # Trap (fuel, deadline, abort) is not a WasmtimeError; instantiation failures are.
             except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
                 failure = e
+        if failure is not None and instance is not None:
+            # A module that traps once its memory can grow no further ran into the memory limit.
+            memory = instance.exports(store).get("memory")
+            if isinstance(memory, wasmtime.Memory):
+                at_limit = memory.data_len(store) + _WASM_PAGE > memory_bytes
         fuel_left = store.get_fuel()
         # Dropping the store closes the guest's files before they are read and removed.
         del store
-        return code, fuel_left, failure
+        return _Run(code, fuel_left, failure, at_limit, instance is not None)
 
 
 def _read_text(path: Path, limit: int) -> str:
@@ -382,11 +506,12 @@ def _read_text(path: Path, limit: int) -> str:
 
 
 def _remove_work_dir(work: Path) -> None:
-    """Removes a parse's directory: the guest could add nothing (its directory is read-only), so a few
+    """Removes a run's directory: the guest could add nothing (its directory is read-only), so a few
     calls do it, cheaper than a tree walk; anything unexpected falls back to one."""
     try:
         (work / _PAGE_DIR / _PAGE_NAME).unlink(missing_ok=True)
-        (work / _PAGE_DIR).rmdir()
+        if (work / _PAGE_DIR).exists():
+            (work / _PAGE_DIR).rmdir()
         (work / _STDOUT).unlink(missing_ok=True)
         (work / _STDERR).unlink(missing_ok=True)
         work.rmdir()
@@ -394,18 +519,25 @@ def _remove_work_dir(work: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _classify(failure: BaseException, stderr: str, sandbox: Sandbox) -> ParserError:
+def _classify(failure: BaseException, stderr: str, sandbox: Sandbox, at_memory_limit: bool = False,
+              fuel: int | None = None, memory_bytes: int | None = None,
+              seconds: float | None = None, started: bool = False) -> ParserError:
+    fuel = sandbox.fuel if fuel is None else fuel
+    memory_bytes = sandbox.memory_bytes if memory_bytes is None else memory_bytes
+    seconds = sandbox.timeout_seconds if seconds is None else seconds
     if isinstance(failure, wasmtime.Trap):
         code = failure.trap_code
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return LimitExceeded("fuel", f"parser ran out of fuel ({sandbox.fuel} units)")
+            return LimitExceeded("fuel", f"parser ran out of fuel ({fuel} units)")
         if code == wasmtime.TrapCode.INTERRUPT:
-            return LimitExceeded("time", f"parser exceeded its {sandbox.timeout_seconds:g} s deadline")
-        if _OOM_MARKER in stderr or code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return LimitExceeded("memory", f"parser exceeded its memory limit ({sandbox.memory_bytes} bytes)")
+            return LimitExceeded("time", f"parser exceeded its {seconds:g} s deadline")
+        if _OOM_MARKER in stderr or code == wasmtime.TrapCode.STACK_OVERFLOW or at_memory_limit:
+            return LimitExceeded("memory", f"parser exceeded its memory limit ({memory_bytes} bytes)")
         return ParserCrashError(f"parser trapped: {_one_line(failure.message)}")
     message = _one_line(str(failure))
     # Instantiation fails when the module's initial memory is already above the limit.
     if "memory" in message and ("limit" in message or "minimum" in message):
         return LimitExceeded("memory", f"parser module does not fit the memory limit: {message}")
+    if started:  # e.g. WASI refusing an exit status outside [0, 126)
+        return ParserCrashError(f"parser failed: {message.rpartition('Caused by: ')[2]}")
     return ModuleLoadError(f"cannot instantiate the parser module: {message}")

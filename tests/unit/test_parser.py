@@ -379,7 +379,7 @@ def test_output_over_the_cap_is_an_error(sandbox: Sandbox, monkeypatch: pytest.M
     monkeypatch.setattr(sandbox_module, "_MAX_STDOUT", 100)
     with pytest.raises(BadOutputError) as caught:
         sandbox.parse(fixture("package-full.html"))
-    assert caught.value.reason == "parser output is unreasonably large"
+    assert caught.value.reason == "parser output is unreasonably large (over 100 bytes)"
 
 
 def test_every_failure_is_a_parser_error() -> None:

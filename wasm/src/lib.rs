@@ -27,6 +27,25 @@ use text::{
     query_param,
 };
 
+/// The version of the contract between this module and the operator: the command line, the exit
+/// statuses and the JSON shapes. The operator refuses a module whose interface it does not speak.
+pub const INTERFACE_VERSION: u32 = 1;
+/// The page kinds this module parses, as named on its command line.
+pub const KINDS: [&str; 3] = ["package", "versions", "listing"];
+
+/// What `--version` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Version {
+    pub interface: u32,
+    pub version: &'static str,
+    pub kinds: [&'static str; 3],
+}
+
+/// This module's interface version, parser version and page kinds.
+pub fn version() -> Version {
+    Version { interface: INTERFACE_VERSION, version: env!("CARGO_PKG_VERSION"), kinds: KINDS }
+}
+
 const TOTAL_LABEL: &str = "Total downloads";
 const VERSION_LABEL: &str = "Version downloads";
 const PUBLISHED_LABEL: &str = "Last published";
@@ -50,6 +69,8 @@ pub struct VersionRow {
     pub name: Option<String>,
     pub tags: Vec<String>,
     pub downloads: u64,
+    /// True when the row gave only an abbreviated count ("1.2K").
+    pub approximate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -325,7 +346,10 @@ fn version_row(doc: &Document, labels: &[usize], label: usize) -> Option<Version
         return None;
     }
     let count_text = doc.text_excluding(holder, doc.subtree(label_el));
-    let downloads = parse_exact(&count_text).or_else(|| parse_abbreviated(&count_text))?;
+    let (downloads, approximate) = match parse_exact(&count_text) {
+        Some(exact) => (exact, false),
+        None => (parse_abbreviated(&count_text)?, true),
+    };
     let row = row_of(doc, labels, label)?;
 
     let mut tags: Vec<String> = Vec::new();
@@ -366,7 +390,7 @@ fn version_row(doc: &Document, labels: &[usize], label: usize) -> Option<Version
             id = vid;
         }
     }
-    Some(VersionRow { id, name: digest.or(link_text), tags, downloads })
+    Some(VersionRow { id, name: digest.or(link_text), tags, downloads, approximate })
 }
 
 fn version_rows(doc: &Document, labels: &[usize]) -> Vec<VersionRow> {
@@ -529,6 +553,28 @@ mod tests {
         let html = b"<body><section><div><div><span>Total downloads</span></div></div></section>\
             <h3 title='9'>9</h3></body>";
         assert_eq!(parse_package(html), Err(ParseError::NoCount));
+        Ok(())
+    }
+
+    #[test]
+    fn abbreviated_version_counts_are_approximate() -> Result<(), ParseError> {
+        let html = b"<ul><li><a href='/o/p/versions/1'>sha</a><span>1.2K <span>Version downloads</span></span></li>\
+            <li><a href='/o/p/versions/2'>sha2</a><span>1,234 <span>Version downloads</span></span></li></ul>";
+        let page = parse_versions(html)?;
+        let rows: Vec<(u64, bool)> = page.versions.iter().map(|v| (v.downloads, v.approximate)).collect();
+        assert_eq!(rows, [(1200, true), (1234, false)]);
+        Ok(())
+    }
+
+    #[test]
+    fn version_names_the_interface() -> Result<(), serde_json::Error> {
+        let json = serde_json::to_value(version())?;
+        let expected = serde_json::json!({
+            "interface": INTERFACE_VERSION,
+            "version": env!("CARGO_PKG_VERSION"),
+            "kinds": ["package", "versions", "listing"],
+        });
+        assert_eq!(json, expected);
         Ok(())
     }
 

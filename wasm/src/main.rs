@@ -1,4 +1,5 @@
 //! `packagestats-parser <package|versions|listing> <path>`: parses one saved page and prints its JSON.
+//! `packagestats-parser --version`: prints `{"interface": N, "version": "X.Y.Z", "kinds": [...]}`.
 //!
 //! Exit status: 0 with JSON on stdout; 3 when the page holds nothing recognisable (no count, no rows,
 //! no packages) with a one-line reason on stderr; 2 for usage and I/O errors; 4 when the page does not
@@ -10,9 +11,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use packagestats_parser::{parse, Kind};
+use packagestats_parser::{parse, version, Kind};
 
-const USAGE: &str = "usage: packagestats-parser <package|versions|listing> <path>";
+const USAGE: &str = "usage: packagestats-parser <package|versions|listing> <path> | --version";
 
 fn fail(code: u8, message: &str) -> ExitCode {
     // One line, whatever the message holds.
@@ -24,6 +25,11 @@ fn fail(code: u8, message: &str) -> ExitCode {
 fn main() -> ExitCode {
     // args_os: a non-UTF-8 argument is a usage error, not a panic.
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if let [flag] = args.as_slice() {
+        if flag == "--version" {
+            return print_json(&version());
+        }
+    }
     let [kind, path] = args.as_slice() else {
         return fail(2, USAGE);
     };
@@ -37,11 +43,14 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(2, &format!("cannot read {}: {e}", path.to_string_lossy())),
     };
-    let output = match parse(kind, &html) {
-        Ok(output) => output,
-        Err(e) => return fail(3, &e.to_string()),
-    };
-    let mut json = match serde_json::to_vec(&output) {
+    match parse(kind, &html) {
+        Ok(output) => print_json(&output),
+        Err(e) => fail(3, &e.to_string()),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    let mut json = match serde_json::to_vec(value) {
         Ok(json) => json,
         Err(e) => return fail(2, &format!("cannot serialize the result: {e}")),
     };

@@ -69,6 +69,7 @@ fn row(id: &str, name: Option<&str>, tags: &[&str], downloads: u64) -> VersionRo
         name: name.map(str::to_owned),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         downloads,
+        approximate: false,
     }
 }
 
