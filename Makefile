@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup wasm wasm-check controlplane cluster cluster-down demo demo-down lint test test-unit bench fuzz crd
+.PHONY: setup wasm wasm-check controlplane cluster cluster-down node node-down image flux flux-down kind-e2e \
+	demo demo-down lint test test-unit test-e2e bench fuzz crd
 
 $(BIN)/packagestats: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +30,35 @@ cluster: setup  ## start a local control plane; prints `export KUBECONFIG=...`
 
 cluster-down:
 	@$(BIN)/python hack/controlplane.py down
+
+node: setup  ## a real one-node cluster (kubelet, containerd 2.x, runc); prints `export KUBECONFIG=...`
+	@$(BIN)/python hack/node.py up
+
+node-down:  ## stop every process of `make node`, unmount what it mounted, remove its files
+	@$(BIN)/python hack/flux.py down
+	@$(BIN)/python hack/node.py down
+
+image: setup  ## build the image from the Dockerfile (buildah) and load it into the node; prints its reference
+	@$(BIN)/python hack/images.py load
+
+flux: setup  ## Flux's controllers and an OCI registry on the running node; prints PACKAGESTATS_OCI_REGISTRY
+	@$(BIN)/python hack/flux.py up
+
+flux-down:
+	@$(BIN)/python hack/flux.py down
+
+# On a laptop with Docker and kind (not on this project's machines: no Docker engine): the same e2e tests.
+KIND_CLUSTER ?= packagestats-e2e
+E2E_IMAGE ?= localhost/packagestats:e2e
+kind-e2e: setup  ## kind cluster + docker build + tests/e2e through KUBECONFIG
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER)
+	docker build -t $(E2E_IMAGE) .
+	kind load docker-image $(E2E_IMAGE) --name $(KIND_CLUSTER)
+	kind get kubeconfig --name $(KIND_CLUSTER) > .kind-kubeconfig
+	KUBECONFIG=$(CURDIR)/.kind-kubeconfig PACKAGESTATS_E2E_IMAGE=$(E2E_IMAGE) $(BIN)/pytest tests/e2e
+
+test-e2e: setup  ## only the node, image, Helm and Flux tests
+	$(BIN)/pytest tests/e2e
 
 demo: setup  ## control plane + GitHub stand-in + operator + a sample PackageStats
 	$(BIN)/python hack/demo.py up

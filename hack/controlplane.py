@@ -53,13 +53,13 @@ def log(msg: str) -> None:
 # Building
 
 
-def _go(args: list[str], cwd: Path) -> None:
+def go(args: list[str], cwd: Path) -> None:
     env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0", GOTOOLCHAIN="local")
     log(f"go {' '.join(args)}  (in {cwd})")
     subprocess.run(["go", *args], cwd=cwd, env=env, check=True)
 
 
-def _staging_replaces(kube_version: str) -> list[str]:
+def staging_replaces(kube_version: str) -> list[str]:
     """k8s.io/kubernetes pins its staging modules at v0.0.0 with replaces that do not apply to a
     module that requires it: replace each with the published v0.X.Y of the same release."""
     out = subprocess.run(
@@ -75,7 +75,7 @@ def _staging_replaces(kube_version: str) -> list[str]:
     return [f"replace {n} => {n} {staging_version}" for n in sorted(set(names))]
 
 
-def _version_ldflags(kube_version: str) -> list[str]:
+def version_ldflags(kube_version: str) -> list[str]:
     """What Kubernetes' own build stamps into its binaries: without it they report v0.0.0-master,
     which `kubectl version` refuses to parse and version checks (Helm's kubeVersion) get wrong."""
     major, minor = kube_version.removeprefix("v").split(".")[:2]
@@ -86,9 +86,13 @@ def _version_ldflags(kube_version: str) -> list[str]:
     return flags
 
 
-def _build_module(name: str, require: dict[str, str], replaces: list[str],
-                  packages: dict[str, str], out_dir: Path, ldflags: list[str] | None = None) -> None:
-    """A throwaway wrapper module whose only job is to pin versions and `go build` main packages."""
+def build_module(name: str, require: dict[str, str], replaces: list[str],
+                 packages: dict[str, str], out_dir: Path, ldflags: list[str] | None = None,
+                 tags: list[str] | None = None, tidy: bool = True) -> None:
+    """A throwaway wrapper module whose only job is to pin versions and `go build` main packages.
+
+    `tidy=False` for modules whose main package is the module's root: tidy drops a requirement that
+    only a main package uses, so `-mod=mod` (in `go`) resolves it while building instead."""
     src = CACHE / "src" / name
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
@@ -98,12 +102,14 @@ def _build_module(name: str, require: dict[str, str], replaces: list[str],
     (src / "go.mod").write_text("\n".join(lines))
     imports = "\n".join(f'\t_ "{pkg}"' for pkg in packages.values())
     (src / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
-    _go(["mod", "tidy"], src)
+    if tidy:
+        go(["mod", "tidy"], src)
     tmp_out = out_dir.with_name(out_dir.name + ".partial")
     tmp_out.mkdir(parents=True, exist_ok=True)
     for binary, pkg in packages.items():
         flags = " ".join(["-s", "-w", *(ldflags or [])])
-        _go(["build", "-trimpath", f"-ldflags={flags}", "-o", str(tmp_out / binary), pkg], src)
+        tag_args = [f"-tags={','.join(tags)}"] if tags else []
+        go(["build", "-trimpath", *tag_args, f"-ldflags={flags}", "-o", str(tmp_out / binary), pkg], src)
     out_dir.mkdir(parents=True, exist_ok=True)
     for binary in packages:
         os.replace(tmp_out / binary, out_dir / binary)
@@ -130,21 +136,21 @@ def _build_missing(wanted: set[str]) -> Path:
         raise RuntimeError("`go` is not on PATH: it is needed once to build the control plane")
     start = time.monotonic()
     if missing & {"kube-apiserver", "kubectl"}:
-        _build_module(
+        build_module(
             "kubernetes",
             {"k8s.io/kubernetes": KUBERNETES_VERSION},
-            _staging_replaces(KUBERNETES_VERSION),
+            staging_replaces(KUBERNETES_VERSION),
             {b: f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kubectl") if b in missing},
             BIN_DIR,
-            _version_ldflags(KUBERNETES_VERSION),
+            version_ldflags(KUBERNETES_VERSION),
         )
     if "etcd" in missing:
-        _build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
+        build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
                       {"etcd": "go.etcd.io/etcd/server/v3"}, BIN_DIR)
     if "helm" in missing:
         # Helm renders templates offline for this Kubernetes version (its default is 1.20).
         major, minor = KUBERNETES_VERSION.removeprefix("v").split(".")[:2]
-        _build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
+        build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
                       {"helm": "helm.sh/helm/v3/cmd/helm"}, BIN_DIR,
                       [f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={major}",
                        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}"])
@@ -310,6 +316,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            # For `kubectl logs/exec` on the node of hack/node.py (the kubelet trusts this CA).
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
             "--v=0",
         ])
         self.kubeconfig.write_text(_kubeconfig(self.server, pki))

@@ -1,0 +1,123 @@
+"""The operator installed from the chart as users install it, on the e2e cluster: values, waits, checks."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from tests.e2e.conftest import E2ECluster
+from tests.support.fake_github import FakeGitHub
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "packagestats"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chart_values(kube: E2ECluster, image: str, github: FakeGitHub, metrics_port: int, health_port: int,
+                 ) -> dict[str, Any]:
+    """Values for this cluster: the image built here, the stand-in as GitHub, and on our node host
+    networking with the apiserver's loopback address (there is no ClusterIP routing)."""
+    repository, _, tag = image.rpartition(":")
+    values: dict[str, Any] = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        "settings": {"githubUrl": github.base_url, "metricsPort": metrics_port, "healthPort": health_port},
+        "livenessProbe": {"initialDelaySeconds": 2},
+        "readinessProbe": {"initialDelaySeconds": 1, "periodSeconds": 2},
+    }
+    if kube.host_network:
+        values["hostNetwork"] = True
+        values["extraEnv"] = [{"name": k, "value": v} for k, v in kube.apiserver_env]
+    return values
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, diagnose: Callable[[], str] | None = None,
+             ) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (AssertionError, OSError, subprocess.SubprocessError, json.JSONDecodeError, KeyError) as e:
+            last = e
+        else:
+            if last:
+                return cast(T, last)
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}\n{diagnose() if diagnose else ''}")
+
+
+def diagnose(kube: E2ECluster, namespace: str) -> Callable[[], str]:
+    def run() -> str:
+        out = [kube.kubectl("get", "pods,deploy,events", "-n", namespace, "-o", "wide", check=False).stdout]
+        pods = kube.kubectl("get", "pods", "-n", namespace, "-o", "name", check=False).stdout.split()
+        for pod in pods[:3]:
+            out.append(kube.kubectl("logs", "-n", namespace, pod, "--tail=60", check=False).stdout)
+            out.append(kube.kubectl("describe", "-n", namespace, pod, check=False).stdout[-3000:])
+        return "\n".join(out)
+    return run
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
+
+
+def ready(kube: E2ECluster, kind: str, name: str, namespace: str, timeout: float,
+          explain: Callable[[], str] | None = None) -> dict[str, Any]:
+    """Wait until the object's Ready condition is True; return the object."""
+    def probe() -> dict[str, Any] | None:
+        obj: dict[str, Any] = kube.kubectl_json("get", kind, name, "-n", namespace)
+        return obj if is_ready(obj) else None
+    return wait_for(f"{kind} {namespace}/{name} to be Ready", probe, timeout, explain)
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    c = condition(obj, "Ready")
+    return c is not None and c.get("status") == "True"
+
+
+def deployment_available(kube: E2ECluster, namespace: str, name: str) -> bool:
+    d = kube.kubectl_json("get", "deployment", name, "-n", namespace)
+    status = d.get("status") or {}
+    return bool(status.get("availableReplicas")) and status.get("updatedReplicas") == d["spec"]["replicas"]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def operator_pod(kube: E2ECluster, namespace: str) -> str:
+    out = kube.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=packagestats",
+                       "--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].metadata.name}")
+    return out.stdout.strip()
+
+
+class Helm:
+    """The helm binary with a home of its own, against the e2e cluster."""
+
+    def __init__(self, kube: E2ECluster, home: Path) -> None:
+        self.kube, self.home = kube, home
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = dict(self.kube.env(), HELM_CACHE_HOME=str(self.home / "cache"),
+                   HELM_CONFIG_HOME=str(self.home / "config"), HELM_DATA_HOME=str(self.home / "data"))
+        proc = subprocess.run([self.kube.tool("helm"), *args], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
