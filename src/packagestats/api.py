@@ -97,9 +97,21 @@ class PackageStatsSpec(_Model):
         ]},
     )
     suspend: bool = Field(False, description="Stop scraping while true; the last values stay.")
+    retry_interval: str = Field(
+        "1m", max_length=32, pattern=INTERVAL_PATTERN,
+        description="First retry of a package after a transient failure (429, 5xx, timeout); it doubles"
+                    " on each failure in a row, up to the interval, and never comes before GitHub's cooldown.",
+        json_schema_extra={"x-kubernetes-validations": [
+            _cel("duration(self) >= duration('1s')", "retryInterval must be at least 1s"),
+            _cel("duration(self) <= duration('168h')", "retryInterval must be at most 168h"),
+        ]},
+    )
 
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+    def retry_interval_seconds(self) -> float:
+        return parse_duration(self.retry_interval)
 
 
 def parse_duration(text: str) -> float:

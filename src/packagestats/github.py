@@ -2,8 +2,9 @@
 
 GitHub has no API for download counts, so the operator reads the public HTML pages. This module knows
 the URL forms of those pages and fetches them politely: bounded concurrency, bounded size, retries with
-backoff on transient errors, and a per-host cooldown when GitHub says "slow down" (429), so that a
-rate-limited operator stops asking instead of retrying into the limit.
+backoff on transient errors, a request budget shared by the whole process, and a per-host circuit
+breaker (pacing.py): when GitHub says "slow down" (429) or fails, the operator stops asking for a
+cooldown instead of retrying into the limit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from packagestats.pacing import Breaker, BreakerFigures, PacingFigures, TokenBucket
 from packagestats.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,8 +36,6 @@ PACKAGE_TYPES: Final[tuple[PackageType, ...]] = get_args(PackageType)
 OWNER_KINDS: Final[tuple[OwnerKind, ...]] = get_args(OwnerKind)
 
 MAX_REDIRECTS: Final = 5
-# Used when a 429 carries no usable Retry-After: GitHub's documented advice for secondary rate limits.
-DEFAULT_COOLDOWN_SECONDS: Final = 60.0
 # One backoff sleep never exceeds this (unless backoff_seconds itself is larger): a reconcile that
 # sleeps for minutes holds a worker; the next reconcile will try again anyway.
 MAX_BACKOFF_SECONDS: Final = 30.0
@@ -265,7 +265,9 @@ class GitHubClient:
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._per_host = settings.max_concurrency_per_host
         self._host_slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
-        self._cooldown_until: dict[tuple[str, str, int], float] = {}  # time.monotonic() deadlines
+        self._breakers: dict[tuple[str, str, int], Breaker] = {}
+        self._breaker_base = settings.breaker_cooldown_seconds
+        self.budget = TokenBucket(settings.requests_per_minute)
         self._owner_kinds: dict[str, OwnerKind] = {}  # owner.casefold() -> the kind that answered
         self._rng = random.Random()
         self.stats = FetchStats()
@@ -293,8 +295,23 @@ class GitHubClient:
 
     def cooldown_remaining(self, url: str | None = None) -> float:
         """Seconds left of the cooldown of the host of `url` (default: GitHub's); 0 when none."""
-        until = self._cooldown_until.get(_origin(url or self._base), 0.0)
-        return max(0.0, until - time.monotonic())
+        breaker = self._breakers.get(_origin(url or self._base))
+        return breaker.remaining() if breaker is not None else 0.0
+
+    def pacing_figures(self) -> PacingFigures:
+        return PacingFigures(
+            budget_per_minute=self.budget.rate * 60, tokens=self.budget.available(), granted=self.budget.granted,
+            waits=self.budget.waits, waited_seconds=self.budget.waited_seconds,
+            breakers=[BreakerFigures(f"{scheme}://{host}:{port}", b.state, b.remaining(), b.opened)
+                      for (scheme, host, port), b in self._breakers.items()],
+        )
+
+    def _breaker(self, url: str) -> Breaker:
+        origin = _origin(url)
+        breaker = self._breakers.get(origin)
+        if breaker is None:
+            breaker = self._breakers[origin] = Breaker(base=self._breaker_base, max=self._max_cooldown)
+        return breaker
 
     # -- high level --
 
@@ -370,7 +387,19 @@ class GitHubClient:
         raise FetchError("redirect", url, message=f"more than {MAX_REDIRECTS} redirects")
 
     async def _with_retries(self, url: str) -> _Answer:
-        """One URL, retried on 5xx, timeouts and connection errors; other answers are final."""
+        """One URL, retried on 5xx, timeouts and connection errors; other answers are final. The host's
+        breaker hears the outcome of the request as a whole: an outage once the retries are spent (or at
+        once for a 429), a success for any answer that shows the host is up."""
+        breaker = self._breaker(url)
+        while not await breaker.admit():
+            self._check_cooldown(url)  # raises while it is open
+        started = time.monotonic()
+        try:
+            return await self._retrying(url, breaker, started)
+        finally:
+            breaker.neutral()  # cancelled or refused locally: let another request probe
+
+    async def _retrying(self, url: str, breaker: Breaker, started: float) -> _Answer:
         attempt = 0
         while True:
             self._check_cooldown(url)
@@ -380,17 +409,27 @@ class GitHubClient:
                 if exc.reason in ("timeout", "connection") and attempt < self._retries:
                     attempt = await self._backoff_sleep(attempt, url, exc.reason)
                     continue
+                if exc.reason in ("timeout", "connection"):
+                    exc.retry_after = self._outage(breaker, started, url, exc.reason)
                 raise
             status = answer.status
+            if status == 429 or (status == 403 and "retry-after" in answer.headers):
+                seconds = self._outage(breaker, started, url, f"HTTP {status}",
+                                       parse_retry_after(answer.headers.get("retry-after")))
+                raise FetchError("rate_limited", url, status=status, retry_after=seconds,
+                                 message="rate limited by GitHub")
+            if status >= 500:
+                if attempt < self._retries:
+                    attempt = await self._backoff_sleep(attempt, url, f"HTTP {status}")
+                    continue
+                seconds = self._outage(breaker, started, url, f"HTTP {status}")
+                raise FetchError("http_status", url, status=status, retry_after=seconds,
+                                 message="GitHub failed")
+            breaker.success()
             if 200 <= status < 300 or status in _REDIRECT_STATUSES:
                 return answer
             if status == 404:
                 raise FetchError("not_found", url, status=status, message="no such page")
-            if status == 429 or (status == 403 and "retry-after" in answer.headers):
-                raise self._start_cooldown(url, status, answer.headers.get("retry-after"))
-            if status >= 500 and attempt < self._retries:
-                attempt = await self._backoff_sleep(attempt, url, f"HTTP {status}")
-                continue
             raise FetchError("http_status", url, status=status, message="unexpected answer")
 
     async def _backoff_sleep(self, attempt: int, url: str, why: str) -> int:
@@ -407,20 +446,16 @@ class GitHubClient:
         if remaining > 0:
             self.stats.fast_failed += 1
             raise FetchError(
-                "rate_limited", url, retry_after=remaining, message="GitHub asked to slow down; cooling down"
+                "rate_limited", url, retry_after=remaining, message="GitHub's host is cooling down"
             )
 
-    def _start_cooldown(self, url: str, status: int, retry_after: str | None) -> FetchError:
-        seconds = parse_retry_after(retry_after)
-        if seconds is None:
-            seconds = DEFAULT_COOLDOWN_SECONDS
-        seconds = min(seconds, self._max_cooldown)
-        origin = _origin(url)
-        # Concurrent 429s must not shorten a cooldown already running.
-        until = max(self._cooldown_until.get(origin, 0.0), time.monotonic() + seconds)
-        self._cooldown_until[origin] = until
-        logger.warning("GitHub answered %d to %s: no requests to its host for %.0fs", status, url, seconds)
-        return FetchError("rate_limited", url, status=status, retry_after=seconds, message="rate limited by GitHub")
+    def _outage(self, breaker: Breaker, started: float, url: str, why: str,
+                retry_after: float | None = None) -> float:
+        before = breaker.opened
+        seconds = breaker.failure(started, retry_after)
+        if breaker.opened != before:
+            logger.warning("%s from %s: no requests to its host for %.0fs", why, url, seconds)
+        return seconds
 
     def _host_semaphore(self, origin: tuple[str, str, int]) -> asyncio.Semaphore:
         sem = self._host_slots.get(origin)
@@ -433,8 +468,10 @@ class GitHubClient:
         for a busy host do not hold global slots that other hosts could use."""
         origin = _origin(url)
         async with self._host_semaphore(origin), self._slots:
-            # A cooldown may have started while this request waited for a slot. (The wait for a slot is
-            # not part of the timeout: it measures GitHub, not our own queue.)
+            # The budget is taken last, right before sending, so that its rate is the rate on the wire.
+            await self.budget.acquire()
+            # A cooldown may have started while this request waited. (The waits are not part of the
+            # timeout: it measures GitHub, not our own queue.)
             self._check_cooldown(url)
             self.stats.requests += 1
             try:

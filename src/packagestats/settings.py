@@ -41,6 +41,25 @@ class Settings(BaseSettings):
         10, ge=1, le=100, description="Owner listing pages read when spec.packages is empty."
     )
 
+    # Pacing (see pacing.py and the README's "Scheduling and the request budget")
+    requests_per_minute: float = Field(
+        60.0, gt=0, le=100000,
+        description="Requests to GitHub per minute, for the whole process; requests wait for their turn.",
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, ge=1, description="First cooldown of a failing host; doubles while it keeps failing."
+    )
+    versions_every: int = Field(
+        6, ge=1, le=1000,
+        description="Read the versions list on every Nth scrape of a package (and whenever it published).",
+    )
+    schedule_spread: float = Field(
+        0.1, ge=0, le=1, description="Stable per-resource offset of the schedule, as a fraction of its interval."
+    )
+    max_parses: int = Field(
+        2, ge=1, le=64, description="Parses in flight; the memory limit must exceed this x wasm memory."
+    )
+
     # The wasm sandbox
     wasm_fuel: int = Field(2_000_000_000, ge=1_000_000, description="Fuel (instructions) per parse.")
     wasm_memory_bytes: int = Field(
@@ -57,6 +76,21 @@ class Settings(BaseSettings):
     max_versions_in_status: int = Field(
         20, ge=0, le=200, description="Per-version download rows kept in status, per package."
     )
+
+    # Kubernetes and leader election
+    kube_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout of each call to the Kubernetes API."
+    )
+    lease_name: str = Field(
+        "packagestats-leader", description="Lease of the leader election; empty: no election (one replica)."
+    )
+    lease_namespace: str = Field(
+        "", description="Namespace of the Lease; empty: the pod's own namespace, else default."
+    )
+    lease_duration_seconds: float = Field(
+        15.0, ge=3, le=300, description="A leader that stops renewing is replaced after this long."
+    )
+    pod_name: str = Field("", description="Identity in the Lease; empty: hostname and process id.")
 
     # Serving
     metrics_port: int = Field(8080, ge=0, le=65535, description="Port of Prometheus metrics (0: off).")

@@ -31,7 +31,7 @@ def test_schema_is_structural_and_complete() -> None:
 
     walk(schema["spec"], "spec")
     walk(schema["status"], "status")
-    assert set(schema["spec"]["properties"]) == {"owner", "packages", "interval", "suspend"}
+    assert set(schema["spec"]["properties"]) == {"owner", "packages", "interval", "suspend", "retryInterval"}
     status_fields = set(schema["status"]["properties"])
     assert {"packages", "totalDownloads", "observedGeneration", "lastScrapeTime", "conditions"} <= status_fields
     conditions = schema["status"]["properties"]["conditions"]

@@ -111,6 +111,7 @@ def client(fake: FakeGitHub, **overrides: Any) -> GitHubClient:
         "retries": 2,
         "backoff_seconds": 0.01,
         "request_timeout_seconds": 2.0,
+        "requests_per_minute": 1e5,  # the budget has tests of its own (test_pacing.py)
     }
     return GitHubClient(settings(**(values | overrides)))
 
