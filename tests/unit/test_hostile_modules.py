@@ -37,6 +37,10 @@ VERSION = {"interface": 1, "version": "9.9.9-hostile", "kinds": ["package", "ver
 DENIED = {2, 8, 44, 63, 69, 76}
 
 
+def wat(text: str) -> bytes:
+    return bytes(wasmtime.wat2wasm(text))
+
+
 def wat_string(text: str) -> str:
     return "".join(f"\\{b:02x}" for b in text.encode())
 
@@ -44,7 +48,7 @@ def wat_string(text: str) -> str:
 def module(body: str, *, version: object = VERSION, imports: str = "", data: str = "", memory: int = 1) -> bytes:
     """A WASI module: on `--version` (argc 2) it prints `version`; on a page (argc 3) it runs `body`."""
     answer = version if isinstance(version, str) else json.dumps(version)
-    return wasmtime.wat2wasm(f"""
+    return wat(f"""
 (module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
@@ -152,21 +156,21 @@ def test_a_module_of_another_interface_is_refused(sandbox: Sandbox, private_tmp:
 
 
 def test_a_module_that_does_not_answer_version_is_refused(sandbox: Sandbox, private_tmp: Path) -> None:
-    wasm = wasmtime.wat2wasm("""(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    wasm = wat("""(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
       (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 2))))""")
     with pytest.raises(InterfaceError, match=r"does not answer --version \(exit status 2\)"):
         sandbox.compile(wasm)
 
 
 def test_a_module_that_spins_on_version_is_refused(sandbox: Sandbox, private_tmp: Path) -> None:
-    wasm = wasmtime.wat2wasm("""(module (memory (export "memory") 1)
+    wasm = wat("""(module (memory (export "memory") 1)
       (func (export "_start") (loop $l (br $l))))""")
     with pytest.raises(InterfaceError, match="failed on --version: parser ran out of fuel"):
         sandbox.compile(wasm)
 
 
 def test_imports_beyond_wasi_are_refused(sandbox: Sandbox) -> None:
-    wasm = wasmtime.wat2wasm("""(module (import "env" "system" (func (param i32) (result i32)))
+    wasm = wat("""(module (import "env" "system" (func (param i32) (result i32)))
       (func (export "_start")))""")
     with pytest.raises(ModuleLoadError, match="cannot load the parser module"):
         sandbox.compile(wasm)
