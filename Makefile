@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup wasm wasm-check controlplane cluster cluster-down node node-down image flux flux-down kind-e2e \
-	demo demo-down lint test test-unit test-e2e bench fuzz crd
+	demo demo-down lint test test-unit test-e2e bench fuzz crd parser-artifact
 
 $(BIN)/packagestats: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,18 @@ flux: setup  ## Flux's controllers and an OCI registry on the running node; prin
 
 flux-down:
 	@$(BIN)/python hack/flux.py down
+
+# The parser as a Flux OCI artifact: parser.wasm and its self-test page (wasm/artifact.py checks it as the
+# operator will), pushed to $(PACKAGESTATS_OCI_REGISTRY)/$(PARSER_REPOSITORY):$(PARSER_TAG).
+PARSER ?= src/packagestats/parser.wasm
+PARSER_REPOSITORY ?= packagestats/parser
+PARSER_TAG ?= latest
+parser-artifact: setup  ## pack PARSER (default: the built-in module) as a Flux OCI artifact and push it
+	@test -n "$(PACKAGESTATS_OCI_REGISTRY)" || { echo "set PACKAGESTATS_OCI_REGISTRY (make flux prints it)" >&2; exit 2; }
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	$(BIN)/python wasm/artifact.py "$$dir/artifact" --parser "$(PARSER)" && \
+	$(BIN)/python hack/oci.py push "$$dir/artifact" "$(PACKAGESTATS_OCI_REGISTRY)/$(PARSER_REPOSITORY):$(PARSER_TAG)" \
+	  --revision "$(PARSER_TAG)@sha256:$$(sha256sum "$(PARSER)" | cut -d' ' -f1)"
 
 # On a laptop with Docker and kind (not on this project's machines: no Docker engine): the same e2e tests.
 KIND_CLUSTER ?= packagestats-e2e

@@ -132,6 +132,22 @@ def check(sandbox: Sandbox, candidate: Candidate, pin: str = "") -> LoadedModule
     return loaded
 
 
+def artifact_files(sandbox: Sandbox, wasm: bytes, pages: dict[str, bytes]) -> dict[str, bytes]:
+    """The files of an artifact for `wasm`: the module, and each self-test page (`KIND-NAME.html`) with
+    the JSON the module prints for it as its expectation; checked as the operator will check it."""
+    files = {MODULE_NAME: wasm}
+    loaded = sandbox.compile(wasm)
+    for name, page in sorted(pages.items()):
+        kind = name.split("-", 1)[0]
+        if kind not in _KINDS or not name.endswith(".html"):
+            raise ValueError(f"{name}: self-test pages are named KIND-NAME.html ({', '.join(_KINDS)})")
+        result = sandbox.parse(page, kind, module=loaded)
+        files[f"{SELFTEST_DIR}/{name}"] = page
+        files[f"{SELFTEST_DIR}/{name.removesuffix('.html')}.json"] = result.page.model_dump_json(indent=2).encode()
+    check(sandbox, Candidate(wasm, "artifact", "", _selftests(files), needs_selftest=True))
+    return files
+
+
 # -- sources --------------------------------------------------------------------------------------
 
 
