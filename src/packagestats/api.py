@@ -25,6 +25,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "packagestats"
 FINALIZER = f"{GROUP}/finalizer"
 REQUESTED_AT_ANNOTATION = f"{GROUP}/requestedAt"
+# Any new value accepts the totals held back as suspect (MarkupSuspect) at the next scrape.
+ACCEPT_DOWNLOADS_ANNOTATION = f"{GROUP}/acceptDownloads"
 BADGE_ANNOTATION = f"{GROUP}/badge"
 
 PackageType = Literal["container", "npm", "maven", "nuget", "rubygems"]
@@ -40,6 +42,22 @@ REPOSITORY_PATTERN = r"^([A-Za-z0-9](-?[A-Za-z0-9])*/)?[A-Za-z0-9._-]+$"
 INTERVAL_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
 MIN_INTERVAL = "1m"
 MAX_PACKAGES = 200
+
+# The status budget: with every list below full and every string at its longest, a status of
+# MAX_PACKAGES packages stays under STATUS_BUDGET_BYTES of compact JSON (tests/integration/test_status_budget.py
+# proves it on the apiserver). The long record is in the history database, not here.
+STATUS_BUDGET_BYTES = 512 * 1024
+MAX_STATUS_VERSIONS = 5  # per-version rows per package
+MAX_STATUS_HISTORY = 366  # daily points of the resource's total
+MAX_STATUS_DAILY = 31  # days of the resource's downloads-per-day chart
+MAX_CONDITIONS = 8
+MAX_CONDITION_MESSAGE = 1024
+MAX_ERROR = 256
+MAX_URL = 400
+MAX_VERSION_LABEL = 64
+MAX_PARSER_LABEL = 80  # "<parser version>@<12 hex of its sha256>"
+# Printable ASCII: a package's error is our own text; one byte per character keeps the budget exact.
+ASCII_TEXT_PATTERN = r"^[ -~]*$"
 
 
 def _cel(rule: str, message: str) -> dict[str, Any]:
@@ -134,7 +152,7 @@ def parse_duration(text: str) -> float:
 # -------------------------------------------------------------------------------------------- status
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-ConditionType = Literal["Ready", "Reconciling", "Stalled"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "History", "MarkupSuspect"]
 
 
 class Condition(_Model):
@@ -142,8 +160,8 @@ class Condition(_Model):
     type: str = Field(max_length=316, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                                              r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
     status: ConditionStatus
-    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = Field(max_length=32768)
+    reason: str = Field(max_length=128, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(max_length=MAX_CONDITION_MESSAGE)
     last_transition_time: datetime.datetime
     observed_generation: int | None = Field(None, ge=0)
 
@@ -161,33 +179,48 @@ class HistoryPoint(_Model):
 
 
 class VersionDownloads(_Model):
+    """One row of a package's versions, as the pages give it (the scrape's result, not status)."""
+
     id: str | None = None
     name: str | None = None
     tags: list[str] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"})
     downloads: int = Field(ge=0)
+    approximate: bool = False
+
+
+class VersionCount(_Model):
+    """Downloads of one version in status: its first tag, else its name or id."""
+
+    version: str = Field(max_length=MAX_VERSION_LABEL, pattern=ASCII_TEXT_PATTERN)
+    downloads: int = Field(ge=0)
+    approximate: bool | None = Field(None, description="True when the page gave only an abbreviated count.")
 
 
 class PackageStatus(_Model):
-    name: str
+    name: str = Field(max_length=214, pattern=PACKAGE_NAME_PATTERN)
     type: PackageType
-    repository: str | None = None
-    url: str | None = Field(None, description="The page the counts were read from.")
+    repository: str | None = Field(None, max_length=140, pattern=REPOSITORY_PATTERN)
+    url: str | None = Field(None, max_length=MAX_URL, pattern=r"^https?://[!-~]+$",
+                            description="The page the counts were read from.")
     downloads: int | None = Field(None, ge=0, description="Exact total downloads, from the last good scrape.")
     approximate: bool = Field(False, description="True when the page only gave an abbreviated total.")
     last_scrape_time: datetime.datetime | None = Field(None, description="Time of the last good scrape.")
     last_published: datetime.datetime | None = None
-    error: str | None = Field(None, description="Why the latest scrape failed; absent when it succeeded.")
-    error_reason: str | None = Field(None, description="The reason of `error` in one CamelCase word.")
-    daily: list[DailyCount] = Field(
-        default_factory=list, description="Downloads per day over the last 30 days, as the page shows them.",
-        json_schema_extra={"x-kubernetes-list-type": "atomic"},
-    )
-    versions: list[VersionDownloads] = Field(
-        default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"},
-    )
-    history: list[HistoryPoint] = Field(
-        default_factory=list, description="This package's total, one point per UTC day.",
-        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    error: str | None = Field(None, max_length=MAX_ERROR, pattern=ASCII_TEXT_PATTERN,
+                              description="Why the latest scrape failed; absent when it succeeded.")
+    error_reason: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$",
+                                     description="The reason of `error` in one CamelCase word.")
+    held: int | None = Field(None, ge=0, description="A suspect total held back (MarkupSuspect): written when "
+                             f"the next scrape agrees or on the {ACCEPT_DOWNLOADS_ANNOTATION} annotation.")
+    parser: str | None = Field(None, max_length=MAX_PARSER_LABEL, pattern=r"^[0-9A-Za-z.+_-]+@[0-9a-f]+$",
+                               description="The parser that read these counts: its version and digest prefix.")
+    last30_days: int | None = Field(None, ge=0, alias="last30Days",
+                                    description="Sum of the page's 30-day chart (today's bar included).")
+    latest_day: DailyCount | None = Field(
+        None, description="The newest complete UTC day of the page's chart at the last good scrape.")
+    versions: list[VersionCount] = Field(
+        default_factory=list, max_length=MAX_STATUS_VERSIONS,
+        description="The newest versions' downloads.", json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
 
 
@@ -197,18 +230,28 @@ class PackageStatsStatus(_Model):
         None, max_length=256,
         description=f"The value of the {REQUESTED_AT_ANNOTATION} annotation last acted upon.",
     )
+    last_handled_accept_downloads: str | None = Field(
+        None, max_length=256,
+        description=f"The value of the {ACCEPT_DOWNLOADS_ANNOTATION} annotation last acted upon.",
+    )
     total_downloads: int | None = Field(None, ge=0)
     last_scrape_time: datetime.datetime | None = None
     packages: list[PackageStatus] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_PACKAGES,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type", "name"]},
     )
+    daily: list[DailyCount] = Field(
+        default_factory=list, max_length=MAX_STATUS_DAILY,
+        description="Downloads per day of all packages, summed from their pages' 30-day charts.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
     history: list[HistoryPoint] = Field(
-        default_factory=list, description="The total of all packages, one point per UTC day.",
+        default_factory=list, max_length=MAX_STATUS_HISTORY,
+        description="The total of all packages, one point per UTC day (the long record is in the database).",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     conditions: list[Condition] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_CONDITIONS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

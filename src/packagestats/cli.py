@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any, Literal, cast
+
+from pydantic import SecretStr
 
 from packagestats import api
 from packagestats.settings import Settings, load
@@ -35,21 +38,43 @@ def _run(settings: Settings, verbose: bool) -> int:
     return 0
 
 
-def _parse(settings: Settings, path: Path, kind: Literal["package", "versions", "listing"]) -> int:
-    from packagestats.sandbox import ParserError, Sandbox
+def _parse(settings: Settings, paths: list[Path], kind: Literal["package", "versions", "listing"],
+           parser: Path | None = None) -> int:
+    """One page: its JSON. Several: one JSON line per page, `{"file", "result"}` or `{"file", "error"}`.
+    `parser`: a candidate module instead of the built-in one (checked as the operator checks it)."""
+    from packagestats.sandbox import ModuleLoadError, ParserError, Sandbox
 
-    try:
-        page = path.read_bytes()
-    except OSError as e:
-        print(f"packagestats: cannot read {path}: {e.strerror}", file=sys.stderr)
-        return 2
-    try:
-        result = Sandbox.from_settings(settings).parse(page, kind)
-    except ParserError as e:
-        print(f"packagestats: {path}: {e.reason}", file=sys.stderr)
-        return 1
-    print(result.page.model_dump_json(indent=2))
-    return 0
+    sandbox = Sandbox.from_settings(settings)
+    if parser is not None:
+        try:
+            sandbox.use(sandbox.compile(parser.read_bytes()))
+        except OSError as e:
+            print(f"packagestats: cannot read {parser}: {e.strerror}", file=sys.stderr)
+            return 2
+        except ModuleLoadError as e:
+            print(f"packagestats: {parser}: refused: {e.reason}", file=sys.stderr)
+            return 2
+        print(f"packagestats: parser {sandbox.info.label} from {parser}", file=sys.stderr)
+    failed = 0
+    for path in paths:
+        try:
+            page = path.read_bytes()
+        except OSError as e:
+            print(f"packagestats: cannot read {path}: {e.strerror}", file=sys.stderr)
+            return 2
+        try:
+            result = sandbox.parse(page, kind)
+        except ParserError as e:
+            print(f"packagestats: {path}: {e.reason}", file=sys.stderr)
+            failed += 1
+            if len(paths) > 1:
+                print(json.dumps({"file": str(path), "error": e.reason}))
+            continue
+        if len(paths) == 1:
+            print(result.page.model_dump_json(indent=2))
+        else:
+            print(json.dumps({"file": str(path), "result": result.page.model_dump(mode="json")}))
+    return 1 if failed else 0
 
 
 async def _scrape(settings: Settings, target: str, type_: str, repository: str | None) -> int:
@@ -91,12 +116,49 @@ def _current_namespace() -> str:
         return "default"  # in a pod, or no kubeconfig: as kubectl does
 
 
-def _history(name: str, namespace: str | None, output: str, plot: Path | None) -> int:
+def _history_db(url: str, name: str, namespace: str, output: str, plot: Path | None,
+                since: datetime.date | None, until: datetime.date | None) -> int:
+    from packagestats import history
+    from packagestats.history_db import HistoryDB, HistoryError
+
+    async def read() -> history.ResourceHistory | None:
+        db = HistoryDB(url)
+        try:
+            return await db.read(namespace, name, since, until)
+        finally:
+            await db.aclose()
+
+    try:
+        found = asyncio.run(read())
+    except HistoryError as e:
+        print(f"packagestats: history database: {e.reason}: {e.message}", file=sys.stderr)
+        return 1
+    if found is None:
+        print(f"packagestats: no history of {api.PLURAL}/{name} in namespace {namespace} in the database",
+              file=sys.stderr)
+        return 1
+    render = {"table": history.db_table, "json": history.db_json, "csv": history.db_csv}[output]
+    sys.stdout.write(render(found))
+    if plot is not None:
+        try:
+            history.db_plot(found, plot)
+        except (ValueError, RuntimeError) as e:
+            print(f"packagestats: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {plot}", file=sys.stderr)
+    return 0
+
+
+def _history(name: str, namespace: str | None, output: str, plot: Path | None, db: str | None = None,
+             since: datetime.date | None = None, until: datetime.date | None = None) -> int:
     import kubernetes
 
     from packagestats import history, kube
 
     namespace = namespace or _current_namespace()
+    url = db or (load().history_url or SecretStr("")).get_secret_value()
+    if url:
+        return _history_db(url, name, namespace, output, plot, since, until)
     with kube.new_api_client() as client:
         try:
             obj = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
@@ -105,7 +167,7 @@ def _history(name: str, namespace: str | None, output: str, plot: Path | None) -
             reason = "not found" if e.status == 404 else f"{e.status} {e.reason}"
             print(f"packagestats: {api.PLURAL}/{name} in namespace {namespace}: {reason}", file=sys.stderr)
             return 1
-    series = history.Series.from_object(obj)
+    series = history.Series.from_object(obj, since, until)
     render = {"table": history.table, "json": history.as_json, "csv": history.as_csv}[output]
     sys.stdout.write(render(series))
     if plot is not None:
@@ -124,15 +186,22 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
     run.add_argument("-v", "--verbose", action="store_true")
     parse = sub.add_parser("parse", help="parse a saved GitHub page and print the JSON result")
-    parse.add_argument("file", type=Path)
+    parse.add_argument("file", type=Path, nargs="+", metavar="PAGE")
     parse.add_argument("--kind", choices=["package", "versions", "listing"], default="package")
+    parse.add_argument("--parser", type=Path, metavar="FILE.wasm",
+                       help="a candidate parser module instead of the built-in one")
     scrape = sub.add_parser("scrape", help="fetch and parse one package page (no cluster needed)")
     scrape.add_argument("target", metavar="OWNER/PACKAGE")
     scrape.add_argument("--type", default="container", choices=list(api.PACKAGE_TYPES))
     scrape.add_argument("--repository")
-    hist = sub.add_parser("history", help="a resource's downloads over time, from the cluster")
+    hist = sub.add_parser("history", help="a resource's downloads over time, from the history database or "
+                                          "the cluster")
     hist.add_argument("name")
     hist.add_argument("-n", "--namespace")
+    hist.add_argument("--db", metavar="URL", help="the history database (default: PACKAGESTATS_HISTORY_URL; "
+                                                  "neither: the resource's status)")
+    hist.add_argument("--since", type=datetime.date.fromisoformat, metavar="YYYY-MM-DD")
+    hist.add_argument("--until", type=datetime.date.fromisoformat, metavar="YYYY-MM-DD")
     hist.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
     hist.add_argument("--plot", type=Path, metavar="FILE", help="also write a chart (.png or .svg)")
     sub.add_parser("crd", help="print the CustomResourceDefinition")
@@ -144,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(crd.render())
         return 0
     if args.command == "history":
-        return _history(args.name, args.namespace, args.output, args.plot)
+        return _history(args.name, args.namespace, args.output, args.plot, args.db, args.since, args.until)
     settings = load()
     if args.command == "run":
         return _run(settings, args.verbose)
     if args.command == "parse":
-        return _parse(settings, args.file, args.kind)
+        return _parse(settings, args.file, args.kind, args.parser)
     return asyncio.run(_scrape(settings, args.target, args.type, args.repository))
 
 

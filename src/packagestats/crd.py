@@ -20,6 +20,9 @@ _KEEP = {
 }
 
 
+_FORMAT_LENGTH = {"date": 10, "date-time": 40}
+
+
 def _convert(node: dict[str, Any], defs: dict[str, Any], keep_defaults: bool) -> dict[str, Any]:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
@@ -48,6 +51,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], keep_defaults: bool) ->
             out["required"] = list(node["required"])
     if "items" in node:
         out["items"] = _convert(node["items"], defs, keep_defaults)
+    if out.get("type") == "string" and out.get("format") in _FORMAT_LENGTH and "maxLength" not in out:
+        # Every string has a bound (the status budget); these formats' longest forms fit.
+        out["maxLength"] = _FORMAT_LENGTH[out["format"]]
     return out
 
 

@@ -71,10 +71,37 @@ class Settings(BaseSettings):
         description="Where the compiled parser module is cached; empty disables the cache.",
     )
 
+    # Where the parser module comes from (parser_source.py)
+    parser_source: str = Field(
+        "builtin", pattern=r"^(builtin|file:.+|ocirepository:[a-z0-9-]+/[a-z0-9.-]+)$",
+        description="The parser module: `builtin`, `file:PATH` (a mounted ConfigMap or image volume), or "
+                    "`ocirepository:NAMESPACE/NAME` (a Flux OCIRepository's artifact).",
+    )
+    parser_sha256: str = Field(
+        "", pattern=r"^([0-9a-f]{64})?$",
+        description="Pin: only a module with this sha256 is loaded; empty: any that passes the checks.",
+    )
+    parser_check_seconds: float = Field(
+        30.0, ge=1, le=3600, description="How often a file or OCIRepository source is checked for a new module."
+    )
+
+    # Drift alarms (drift.py)
+    drift_jump_factor: float = Field(
+        10.0, ge=0, description="A total above this many times the last good one is suspect (0: no check)."
+    )
+
     # Status
-    history_days: int = Field(400, ge=1, le=3660, description="Daily points of the total kept in status.")
+    history_days: int = Field(
+        90, ge=1, le=366, description="Daily points of the total kept in status (the database keeps all)."
+    )
     max_versions_in_status: int = Field(
-        20, ge=0, le=200, description="Per-version download rows kept in status, per package."
+        20, ge=0, le=200,
+        description="Per-version download rows read per package; the database keeps them, status at most 5.",
+    )
+
+    # History database
+    history_url: SecretStr | None = Field(
+        None, description="History database: `sqlite:///PATH` or `postgresql://...` (from a Secret); empty: off.",
     )
 
     # Kubernetes and leader election
@@ -99,7 +126,7 @@ class Settings(BaseSettings):
         "", description="Comma-separated namespaces to watch; empty: the whole cluster."
     )
 
-    @field_validator("cache_dir", mode="before")
+    @field_validator("cache_dir", "history_url", mode="before")
     @classmethod
     def _empty_disables(cls, value: object) -> object:
         return None if value == "" else value

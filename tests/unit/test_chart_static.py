@@ -29,7 +29,7 @@ FLUX = REPO / "deploy" / "flux"
 DOCKERFILE = REPO / "Dockerfile"
 
 # Settings that the chart takes from values other than settings.<camelCase>.
-SPECIAL_SETTINGS = {"github_token": "github.tokenSecret", "namespaces": "watchNamespaces",
+SPECIAL_SETTINGS = {"github_token": "github.tokenSecret", "namespaces": "watchNamespaces", "history_url": "history",
                     "lease_namespace": "the pod's namespace", "pod_name": "the pod's name"}
 
 
@@ -144,7 +144,7 @@ def test_token_only_from_a_secret() -> None:
 def test_chart_templates_exist() -> None:
     names = sorted(p.name for p in (CHART / "templates").iterdir())
     assert names == ["NOTES.txt", "_helpers.tpl", "badge-ingress.yaml", "deployment.yaml", "grafana-dashboard.yaml",
-                     "networkpolicy.yaml", "pdb.yaml", "prometheusrule.yaml", "rbac.yaml", "service.yaml",
+                     "networkpolicy.yaml", "pdb.yaml", "prometheusrule.yaml", "pvc.yaml", "rbac.yaml", "service.yaml",
                      "serviceaccount.yaml", "servicemonitor.yaml"]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,7 +39,21 @@ def test_schema_is_structural_and_complete() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     package = schema["status"]["properties"]["packages"]["items"]["properties"]
-    assert {"name", "type", "url", "downloads", "lastScrapeTime", "daily", "versions", "history"} <= set(package)
+    assert {"name", "type", "url", "downloads", "lastScrapeTime", "last30Days", "latestDay", "versions"} <= set(package)
+    assert "history" not in package  # the long record is in the history database
+    status_lists = {"packages", "daily", "history", "conditions"}
+    assert all("maxItems" in schema["status"]["properties"][f] for f in status_lists)
+
+    def bounded(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "string":
+            assert "maxLength" in node or "enum" in node, f"{path} has no maxLength"
+        if node.get("type") == "array":
+            assert "maxItems" in node, f"{path} has no maxItems"
+            bounded(node["items"], f"{path}[]")
+        for key, sub in node.get("properties", {}).items():
+            bounded(sub, f"{path}.{key}")
+
+    bounded(schema["status"], "status")
     assert "default" not in yaml.safe_dump(schema["status"])  # status is never defaulted by the apiserver
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns[:5] == ["Owner", "Downloads", "Ready", "Last Scrape", "Age"]

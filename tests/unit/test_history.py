@@ -19,10 +19,10 @@ OBJ: dict[str, Any] = {
         "totalDownloads": 1030,
         "history": [{"date": "2026-09-01", "downloads": 1000}, {"date": "2026-09-02", "downloads": 1010},
                     {"date": "2026-09-03", "downloads": 1030}],
+        "daily": [{"date": "2026-08-31", "count": 5}, {"date": "2026-09-01", "count": 8}],
         "packages": [
-            {"name": "a", "type": "container", "downloads": 1000,
-             "daily": [{"date": "2026-08-31", "count": 5}, {"date": "2026-09-01", "count": 7}]},
-            {"name": "b", "type": "npm", "downloads": 30, "daily": [{"date": "2026-09-01", "count": 1}]},
+            {"name": "a", "type": "container", "downloads": 1000, "last30Days": 12},
+            {"name": "b", "type": "npm", "downloads": 30, "last30Days": 1},
         ],
     },
 }

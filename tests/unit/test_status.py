@@ -35,7 +35,11 @@ def test_first_good_scrape() -> None:
     assert s.observed_generation == 2
     assert s.last_scrape_time == T0
     assert [(p.name, p.downloads, p.error) for p in s.packages] == [("app", 10, None), ("lib", 5, None)]
-    assert [v.id for v in s.packages[0].versions] == ["0", "1", "2"]  # bounded by max_versions
+    assert [v.version for v in s.packages[0].versions] == ["v0", "v1", "v2"]  # bounded by max_versions
+    assert s.packages[0].last30_days == 3
+    assert s.packages[0].latest_day == DailyCount(date=datetime.date(2026, 8, 31), count=3)
+    assert s.daily == [DailyCount(date=datetime.date(2026, 8, 31), count=6)]  # summed over packages
+    assert [p for _, p in r.scraped] == [ok(10), ok(5)]  # the good scrapes, for the history database
     assert [(h.date, h.downloads) for h in s.history] == [(T0.date(), 15)]
     assert cond(s, "Ready") == ("True", "Succeeded")
     assert cond(s, "Stalled") == ("False", "Progressing")
@@ -82,7 +86,6 @@ def test_repeat_scrape_keeps_transition_times_and_one_history_point_per_day() ->
     second = build(first, {("container", "app"): ok(12), ("npm", "lib"): ok(5)}, now=same_day)
     s = second.status
     assert [(h.date, h.downloads) for h in s.history] == [(T0.date(), 17)]
-    assert [(h.date, h.downloads) for h in s.packages[0].history] == [(T0.date(), 12)]
     assert s.conditions == first.conditions  # nothing changed state: same transition times
     assert [e.message for e in second.events] == ["app: 10 -> 12"]
     unchanged = build(s, {("container", "app"): ok(12), ("npm", "lib"): ok(5)}, now=same_day)

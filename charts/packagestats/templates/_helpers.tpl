@@ -66,6 +66,24 @@ The rules of the operator on its own resource, in every mode (see rbac.yaml for 
 {{- end }}
 
 {{/*
+The history database URL as text (empty: none or from the Secret); a PVC alone means the SQLite default.
+*/}}
+{{- define "packagestats.historyUrl" -}}
+{{- if .Values.history.url }}{{ .Values.history.url }}
+{{- else if .Values.history.persistence.enabled }}sqlite:////var/lib/packagestats/history.db
+{{- end }}
+{{- end }}
+
+{{/*
+Whether /var/lib/packagestats is mounted: a PVC, or an emptyDir under a SQLite file.
+*/}}
+{{- define "packagestats.historyVolume" -}}
+{{- if .Values.history.persistence.enabled }}pvc
+{{- else if and (not .Values.history.existingSecret.name) (hasPrefix "sqlite" (include "packagestats.historyUrl" .)) }}emptyDir
+{{- end }}
+{{- end }}
+
+{{/*
 Seconds of a Prometheus duration made of w, d, h, m and s ("3h", "1d12h"), as the schema allows them
 (prometheusRule.staleAfter). PromQL compares with numbers, so the alerts use seconds.
 */}}
