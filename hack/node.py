@@ -19,6 +19,7 @@ a network namespace with loopback only (a CNI configuration of the `loopback` pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -131,8 +132,9 @@ state = "{d / 'containerd' / 'state'}"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "{DEBIAN_PACKAGES['runc']}"
         SystemdCgroup = false
+        Root = "{d / 'runc'}"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["/usr/lib/cni"]
+    bin_dirs = ["/usr/lib/cni", "{d / 'cni-bin'}"]
     conf_dir = "{d / 'cni'}"
 
 [plugins.'io.containerd.grpc.v1.cri']
@@ -140,9 +142,23 @@ state = "{d / 'containerd' / 'state'}"
 """
 
 
-# A network of loopback alone: the runtime reports its network ready, and pods without host networking
-# get an isolated namespace with nothing but `lo`.
-_CNI = {"cniVersion": "1.0.0", "name": "loopback-only", "plugins": [{"type": "loopback"}]}
+# A network of loopback alone. containerd brings `lo` up in each pod's namespace itself, but wants the
+# network's result to name an `eth0` with an address: this plugin reports the node's own loopback address
+# for it and creates nothing, so pods without host networking get an isolated namespace with nothing but
+# `lo` (and the runtime reports its network ready).
+_CNI_PLUGIN_NAME = "packagestats-loopback"
+_CNI_PLUGIN = r"""#!/bin/sh
+case "$CNI_COMMAND" in
+  ADD)
+    cat >/dev/null
+    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],' "$CNI_IFNAME" "$CNI_NETNS"
+    printf '"ips":[{"address":"127.0.0.1/8","interface":0}]}\n' ;;
+  VERSION)
+    printf '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\n' ;;
+  *) cat >/dev/null ;;
+esac
+"""
+_CNI = {"cniVersion": "1.0.0", "name": "loopback-only", "plugins": [{"type": _CNI_PLUGIN_NAME}]}
 
 
 def _kubelet_config(d: Path, port: int, healthz: int) -> str:
@@ -204,6 +220,9 @@ class Node:
         kubeconfig = str(self.kubeconfig)
         (d / "cni").mkdir(exist_ok=True)
         (d / "cni" / "10-loopback.conflist").write_text(json.dumps(_CNI))
+        (d / "cni-bin").mkdir(exist_ok=True)
+        (d / "cni-bin" / _CNI_PLUGIN_NAME).write_text(_CNI_PLUGIN)
+        (d / "cni-bin" / _CNI_PLUGIN_NAME).chmod(0o755)
         (d / "containerd.toml").write_text(_containerd_config(d, images.PAUSE_IMAGE))
         env = dict(os.environ, PATH=f"{self.node_bin_dir}:{os.environ['PATH']}")
         self._spawn("containerd", [str(self.node_bin_dir / "containerd"), "--config", str(d / "containerd.toml")],
@@ -328,6 +347,9 @@ def teardown(d: Path, bin_dir: Path = controlplane.BIN_DIR) -> None:
     _unmount_under(d)
     for path in OUTSIDE_PATHS:
         shutil.rmtree(path, ignore_errors=True)
+    for parent in ("/var/lib/kubelet", "/run/containerd"):  # left empty by the paths above
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
     shutil.rmtree(d, ignore_errors=True)
 
 
