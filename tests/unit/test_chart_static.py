@@ -144,8 +144,8 @@ def test_token_only_from_a_secret() -> None:
 def test_chart_templates_exist() -> None:
     names = sorted(p.name for p in (CHART / "templates").iterdir())
     assert names == ["NOTES.txt", "_helpers.tpl", "badge-ingress.yaml", "deployment.yaml", "grafana-dashboard.yaml",
-                     "networkpolicy.yaml", "pdb.yaml", "prometheusrule.yaml", "pvc.yaml", "rbac.yaml", "service.yaml",
-                     "serviceaccount.yaml", "servicemonitor.yaml"]
+                     "networkpolicy.yaml", "parser-rbac.yaml", "pdb.yaml", "prometheusrule.yaml", "pvc.yaml",
+                     "rbac.yaml", "service.yaml", "serviceaccount.yaml", "servicemonitor.yaml"]
 
 
 # --- Metrics in the PrometheusRule and the Grafana dashboard -------------------------------------------
