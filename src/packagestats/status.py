@@ -12,6 +12,8 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pydantic
+
 from packagestats import api
 from packagestats.api import (
     Condition,
@@ -80,6 +82,36 @@ class Discovered:
     refs: list[PackageRef]
     listed: int
     skipped: list[str] = field(default_factory=list)
+
+
+def discovered(owner: str, entries: Sequence[tuple[str, str, str | None]]) -> Discovered:
+    """An owner listing's (name, type, repository) entries, in listing order -> the packages to track:
+    each checked as spec.packages are (patterns, type, a repository of the same owner), at most
+    MAX_PACKAGES of them, the first ones."""
+    refs: list[PackageRef] = []
+    skipped: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name, type_, repository in entries:
+        if (type_, name) in seen:
+            continue
+        seen.add((type_, name))
+        problem: str | None = None
+        try:
+            ref = PackageRef.model_validate({"name": name, "type": type_, "repository": repository})
+        except pydantic.ValidationError as e:
+            first = e.errors()[0]
+            problem = f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+        else:
+            if ref.repository and "/" in ref.repository and \
+                    not ref.repository.lower().startswith(owner.lower() + "/"):
+                problem = f"repository {ref.repository} does not belong to {owner}"
+            elif ref.type == "container" and ref.name != ref.name.lower():
+                problem = "container package names are lowercase"
+        if problem is not None:
+            skipped.append(f"{type_} {_cut(name, 80)}: {problem}")
+        elif len(refs) < api.MAX_PACKAGES:
+            refs.append(ref)
+    return Discovered(refs, len(seen), skipped)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def rules(role: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 OWN_RULES = [
-    ("", "events", ("create",)),
+    ("", "events", ("create", "get", "patch")),
     ("packagestats.dev", "packagestats", ("list", "watch", "patch")),
     ("packagestats.dev", "packagestats/status", ("patch",)),
 ]

@@ -62,7 +62,7 @@ The rules of the operator on its own resource, in every mode (see rbac.yaml for 
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "get", "patch"]
 {{- end }}
 
 {{/*
