@@ -197,12 +197,20 @@ def test_one_attribute_per_line(sandbox: Sandbox) -> None:
 def test_page_kinds_must_match(sandbox: Sandbox) -> None:
     with pytest.raises(NoCountError) as no_rows:
         sandbox.parse(fixture("package-abbreviated.html"), "versions")
-    assert no_rows.value.reason == 'no version rows ("Version downloads" counts) found'
+    assert no_rows.value.reason == 'no version rows found: no "Version downloads" label on the page'
     with pytest.raises(NoCountError) as no_packages:
         sandbox.parse(fixture("package-abbreviated.html"), "listing")
-    assert no_packages.value.reason == "no package links found in the listing"
+    assert no_packages.value.reason == ("no package links found in the listing: none of its 0 links ends in "
+                                        '/packages/TYPE/package/NAME, and no "No packages found" text')
     with pytest.raises(ValueError, match="unknown page kind"):
         sandbox.parse(b"", "bogus")  # type: ignore[arg-type]
+
+
+def test_an_owner_without_packages_is_an_empty_listing(sandbox: Sandbox) -> None:
+    from tests.support.fake_github import listing_page_html
+
+    page = sandbox.parse(listing_page_html("acme", "orgs", [], 1).encode(), "listing").page
+    assert isinstance(page, ListingPage) and page.packages == [] and page.page_count == 1
 
 
 # -- hostile input --------------------------------------------------------------------------------

@@ -49,6 +49,15 @@ pub fn version() -> Version {
 const TOTAL_LABEL: &str = "Total downloads";
 const VERSION_LABEL: &str = "Version downloads";
 const PUBLISHED_LABEL: &str = "Last published";
+/// What an owner's listing says when it has no packages (GitHub's empty states, in its own words).
+const NO_PACKAGES_LABELS: [&str; 5] = [
+    "No packages found",
+    "No packages published",
+    "doesn't have any public packages",
+    "doesn\u{2019}t have any public packages",
+    "has no public packages",
+];
+const NO_PACKAGES_LABELS_HINT: &str = "No packages found";
 /// How far up from a label we look for the value that belongs to it.
 const LABEL_BLOCK_LEVELS: usize = 3;
 /// A page has one "Total downloads" label; looking at a few more tolerates a decoy, while a hostile page
@@ -134,8 +143,10 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
     NoCount,
-    NoVersions,
-    NoPackages,
+    /// How many "Version downloads" labels the page had: none of them sat beside a count.
+    NoVersions { labels: usize },
+    /// How many links the page had: none has a package path, and no empty-listing text was found.
+    NoPackages { links: usize },
     Html(String),
 }
 
@@ -143,8 +154,18 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::NoCount => write!(f, "no \"{TOTAL_LABEL}\" count found"),
-            ParseError::NoVersions => write!(f, "no version rows (\"{VERSION_LABEL}\" counts) found"),
-            ParseError::NoPackages => write!(f, "no package links found in the listing"),
+            ParseError::NoVersions { labels: 0 } => {
+                write!(f, "no version rows found: no \"{VERSION_LABEL}\" label on the page")
+            }
+            ParseError::NoVersions { labels } => write!(
+                f,
+                "no version rows found: {labels} \"{VERSION_LABEL}\" labels, none beside a count in a small element"
+            ),
+            ParseError::NoPackages { links } => write!(
+                f,
+                "no package links found in the listing: none of its {links} links ends in \
+                 /packages/TYPE/package/NAME, and no \"{NO_PACKAGES_LABELS_HINT}\" text"
+            ),
             ParseError::Html(e) => write!(f, "the page could not be tokenized: {e}"),
         }
     }
@@ -185,21 +206,40 @@ pub fn parse_package(html: &[u8]) -> Result<PackagePage, ParseError> {
 /// A page of the versions list (`.../versions?filters[version_type]=tagged&page=N`).
 pub fn parse_versions(html: &[u8]) -> Result<VersionsPage, ParseError> {
     let doc = document(html)?;
-    let versions = version_rows(&doc, &doc.find_label(VERSION_LABEL));
+    let labels = doc.find_label(VERSION_LABEL);
+    let versions = version_rows(&doc, &labels);
     if versions.is_empty() {
-        return Err(ParseError::NoVersions);
+        return Err(ParseError::NoVersions { labels: labels.len() });
     }
     Ok(VersionsPage { versions, page_count: page_count(&doc).unwrap_or(1) })
 }
 
-/// A page of an owner's package listing.
+/// A page of an owner's package listing. A page without package links is an empty listing only when it
+/// says so (GitHub's "No packages found" and the like); anything else is `NoPackages`.
 pub fn parse_listing(html: &[u8]) -> Result<ListingPage, ParseError> {
     let doc = document(html)?;
     let packages = listing_entries(&doc);
     if packages.is_empty() {
-        return Err(ParseError::NoPackages);
+        if says_no_packages(&doc) {
+            return Ok(ListingPage { packages, page_count: 1 });
+        }
+        let links = doc.with_attr("href").filter(|&i| doc.is(i, "a")).count();
+        return Err(ParseError::NoPackages { links });
     }
     Ok(ListingPage { packages, page_count: page_count(&doc).unwrap_or(1) })
+}
+
+/// Whether a short visible text of the page is one of GitHub's empty-listing messages.
+fn says_no_packages(doc: &Document) -> bool {
+    (0..doc.len()).filter_map(|i| doc.text_node(i)).any(|t| {
+        let t = normalize(t);
+        t.len() <= 200 && NO_PACKAGES_LABELS.iter().any(|label| contains_ignore_case(&t, label))
+    })
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 fn is_heading(doc: &Document, i: usize) -> bool {

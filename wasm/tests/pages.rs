@@ -182,8 +182,8 @@ fn fixture_attributes_per_line() -> TestResult {
 fn pages_of_the_wrong_kind_are_errors() -> TestResult {
     let versions = fixture("versions-tagged-page2.html")?;
     assert_eq!(parse_package(&versions), Err(ParseError::NoCount));
-    assert_eq!(parse_listing(&fixture("package-abbreviated.html")?), Err(ParseError::NoPackages));
-    assert_eq!(parse_versions(&fixture("package-abbreviated.html")?), Err(ParseError::NoVersions));
+    assert!(matches!(parse_listing(&fixture("package-abbreviated.html")?), Err(ParseError::NoPackages { .. })));
+    assert_eq!(parse_versions(&fixture("package-abbreviated.html")?), Err(ParseError::NoVersions { labels: 0 }));
     Ok(())
 }
 
@@ -200,8 +200,8 @@ fn garbage_and_empty_input() {
         .collect();
     for input in [&garbage[..], b"", b"<", b"</", b"<!--", b"<svg><rect data-date", b"\xff\xfe<\x00h3>"] {
         assert_eq!(parse_package(input), Err(ParseError::NoCount));
-        assert_eq!(parse_versions(input), Err(ParseError::NoVersions));
-        assert_eq!(parse_listing(input), Err(ParseError::NoPackages));
+        assert!(matches!(parse_versions(input), Err(ParseError::NoVersions { .. })));
+        assert!(matches!(parse_listing(input), Err(ParseError::NoPackages { .. })));
     }
 }
 
@@ -212,4 +212,70 @@ fn deep_nesting_is_handled() -> TestResult {
     let page = parse_package(html.as_bytes())?;
     assert_eq!(page.downloads, 5);
     Ok(())
+}
+
+/// The markup with every class and id removed, list items turned into divs and one attribute per line:
+/// what a redesign that keeps the visible labels and links might look like.
+fn restructured(html: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(html);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(" class=\"").or_else(|| rest.find(" id=\"")) {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 1..).unwrap_or_default();
+        let value = after.find('"').map_or(after.len(), |q| q + 1);
+        let end = after.get(value..).and_then(|s| s.find('"')).map_or(after.len(), |e| value + e + 1);
+        rest = after.get(end..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out.replace("<li", "<div").replace("</li>", "</div>").replace(" href=", "\n      href=").into_bytes()
+}
+
+#[test]
+fn versions_list_without_classes_or_list_items() -> TestResult {
+    let page = fixture("versions-tagged-page2.html")?;
+    let changed = restructured(&page);
+    assert!(!String::from_utf8_lossy(&changed).contains("Box-row"));
+    assert_eq!(parse_versions(&changed)?, parse_versions(&page)?);
+    Ok(())
+}
+
+#[test]
+fn listing_without_classes_or_list_items() -> TestResult {
+    let page = fixture("listing-org.html")?;
+    assert_eq!(parse_listing(&restructured(&page))?, parse_listing(&page)?);
+    Ok(())
+}
+
+#[test]
+fn package_page_without_classes() -> TestResult {
+    for name in ["package-full.html", "package-renamed-classes.html"] {
+        let page = fixture(name)?;
+        assert_eq!(parse_package(&restructured(&page))?, parse_package(&page)?, "{name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_owner_without_packages_is_an_empty_listing() -> TestResult {
+    for text in ["<h3>No packages found</h3>", "<p>acme doesn&#39;t have any public packages yet.</p>",
+                 "<div class='blankslate'><h2>This organization has no public packages.</h2></div>"] {
+        let page = parse_listing(format!("<html><body><main>{text}</main></body></html>").as_bytes())?;
+        assert!(page.packages.is_empty(), "{text}");
+        assert_eq!(page.page_count, 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn failures_say_what_they_looked_for() {
+    let err = parse_listing(b"<a href='/orgs/acme/repositories'>r</a><a href='/x'>x</a>");
+    assert_eq!(err, Err(ParseError::NoPackages { links: 2 }));
+    let text = err.map(|_| ()).unwrap_err().to_string();
+    assert!(text.contains("none of its 2 links ends in /packages/TYPE/package/NAME"), "{text}");
+    let err = parse_versions(b"<li><span>Version downloads</span> <b>many</b></li>");
+    assert_eq!(err, Err(ParseError::NoVersions { labels: 1 }));
+    // A long text that merely mentions the phrase is not the empty state.
+    let long = format!("<p>{} No packages found</p>", "word ".repeat(60));
+    assert!(parse_listing(long.as_bytes()).is_err());
 }
