@@ -10,9 +10,12 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # --- The wasm parser -------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS wasm
 WORKDIR /src
+# build.sh installs Debian's rustc-web, rust-web-src, wasi-libc and lld (a layer of its own, kept while
+# only the parser's source changes), then builds std for wasm32-wasip1 and the parser with -Zbuild-std
+# and SIMD, exactly as on a developer's machine.
+COPY wasm/build.sh wasm/
+RUN bash wasm/build.sh --deps
 COPY wasm/ wasm/
-# build.sh installs Debian's rustc-web, rust-web-src, wasi-libc and lld itself, then builds std for
-# wasm32-wasip1 and the parser with -Zbuild-std and SIMD, exactly as on a developer's machine.
 RUN mkdir -p src/packagestats \
  && bash wasm/build.sh \
  && rm -rf wasm/target /root/.cargo/registry

@@ -252,7 +252,8 @@ class Node:
             str(self.node_bin_dir / "kubelet"),
             f"--config={d / 'kubelet.yaml'}", f"--kubeconfig={kubeconfig}",
             f"--root-dir={d / 'kubelet'}", f"--cert-dir={d / 'kubelet-pki'}",
-            f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_NAME}", "--v=0",
+            # The node's address is its name, 127.0.0.1 (--node-ip refuses loopback addresses).
+            f"--hostname-override={NODE_NAME}", "--v=0",
         ], env)
         self._wait(self._node_ready, t0 + timeout, "kubelet")
         # The default ServiceAccount appears shortly after the controller-manager starts; pods need it.

@@ -3,6 +3,7 @@
 #
 #   bash wasm/build.sh           build and install the module
 #   bash wasm/build.sh --check   rebuild in a temporary target dir; fail if it differs from the committed one
+#   bash wasm/build.sh --deps    only install the Debian toolchain (the Dockerfile's cached layer)
 #
 # rustup cannot fetch the wasm32-wasip1 standard library here, so the module is built with Debian's
 # rustc-web toolchain, compiling std from Debian's rust-web-src (-Zbuild-std, enabled on a stable
@@ -14,7 +15,8 @@ mode=build
 case "${1:-}" in
   "") ;;
   --check) mode=check ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+  --deps) mode=deps ;;
+  *) echo "usage: $0 [--check|--deps]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,6 +43,8 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
+
+[[ $mode == deps ]] && exit 0
 
 # Debian's toolchain first: rustup's ~/.cargo/bin/cargo would shadow it.
 export PATH="/usr/lib/rust-web/bin:/usr/bin:$PATH"
