@@ -242,6 +242,17 @@ def reconciling(prev: PackageStatsStatus | None, generation: int, now: datetime.
     return base.model_copy(update={"conditions": _ordered(conditions)})
 
 
+def suspended(prev: PackageStatsStatus | None, generation: int, now: datetime.datetime) -> PackageStatsStatus:
+    """The status of a suspended resource whose spec changed: every value kept, the new generation
+    observed (kstatus, and so a Flux Kustomization's `wait`, waits for that), Reconciling=False."""
+    base = prev or PackageStatsStatus()
+    conditions = [c.model_copy(update={"observed_generation": generation}) for c in base.conditions
+                  if c.type in OUR_CONDITIONS and c.type != "Reconciling"]
+    conditions.append(_condition(prev, "Reconciling", "False", "Suspended",
+                                 "Suspended: no scrapes until spec.suspend is false", now, generation))
+    return base.model_copy(update={"observed_generation": generation, "conditions": _ordered(conditions)})
+
+
 def _ordered(conditions: list[Condition]) -> list[Condition]:
     order = {t: i for i, t in enumerate(OUR_CONDITIONS)}
     return sorted(conditions, key=lambda c: order.get(c.type, len(order)))
