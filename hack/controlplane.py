@@ -265,6 +265,7 @@ class ControlPlane:
     audit: bool = False  # log every request (metadata only) to audit.log, for counting API calls
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     server: str = ""
+    _apiserver_argv: list[str] = field(default_factory=list)
 
     @property
     def audit_log(self) -> Path:
@@ -301,7 +302,7 @@ class ControlPlane:
                               "rules:\n- level: Metadata\n")
             audit = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
                      "--audit-log-mode=blocking"]
-        self._spawn("kube-apiserver", [
+        self._apiserver_argv = [
             str(self.bin_dir / "kube-apiserver"), *audit,
             f"--etcd-servers=http://127.0.0.1:{etcd_client}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -320,11 +321,23 @@ class ControlPlane:
             f"--kubelet-client-certificate={pki / 'admin.crt'}",
             f"--kubelet-client-key={pki / 'admin.key'}",
             "--v=0",
-        ])
+        ]
+        self._spawn("kube-apiserver", self._apiserver_argv)
         self.kubeconfig.write_text(_kubeconfig(self.server, pki))
         self._wait(f"{self.server}/readyz", t0 + timeout, "kube-apiserver")
         log(f"control plane ready at {self.server} in {time.monotonic() - t0:.1f}s")
         return self
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone, as in an outage; etcd keeps running with the data."""
+        proc = self.procs.pop("kube-apiserver", None)
+        if proc is not None:
+            terminate(proc.pid, proc)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again after stop_apiserver(), on the same address and certificates."""
+        self._spawn("kube-apiserver", self._apiserver_argv)
+        self._wait(f"{self.server}/readyz", time.monotonic() + timeout, "kube-apiserver")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process

@@ -196,8 +196,8 @@ def test_a_fault_keeps_the_last_good_values_and_says_why(
     assert stalled is not None
     assert stalled["status"] == ("True" if reason in ("NotFound", "PageTooLarge", "NoCount") else "False")
     github.clear_faults()
-    if reason == "RateLimited":
-        time.sleep(1.2)  # let the host's cooldown pass: it is shared by every test
+    if reason in ("RateLimited", "HTTPError", "Timeout", "ConnectionFailed"):
+        time.sleep(1.2)  # let the host's breaker cooldown (1 s in tests) pass: it is shared by every test
     request_scrape(crd, namespace, "f")
     recovered = ready(crd, namespace, "f", operator_log)
     assert all("error" not in p for p in recovered["status"]["packages"])
@@ -258,7 +258,7 @@ def test_status_is_owned_by_packagestats_and_other_managers_fields_survive(
     request_scrape(crd, namespace, "own")
     obj = ready(crd, namespace, "own", operator_log, downloads=43)
     assert obj["metadata"]["labels"]["team"] == "devrel"
-    assert obj["spec"] == {"owner": "own-org", "interval": "1h", "suspend": False,
+    assert obj["spec"] == {"owner": "own-org", "interval": "1h", "suspend": False, "retryInterval": "1m",
                            "packages": [{"name": "app", "type": "container"}]}
     types = [c["type"] for c in obj["status"]["conditions"]]
     assert "Audited" in types and "Ready" in types

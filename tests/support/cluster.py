@@ -27,6 +27,7 @@ class Cluster:
     kubeconfig: Path
     bin_dir: Path | None  # where kubectl and helm were built; None: take them from PATH
     local: bool  # True: the throwaway local control plane
+    control_plane: controlplane.ControlPlane | None = None  # that control plane (to stop its apiserver)
 
     def tool(self, name: str) -> str:
         if self.bin_dir is not None and (self.bin_dir / name).exists():
@@ -65,4 +66,4 @@ def cluster() -> Iterator[Cluster]:
     bin_dir = controlplane.build()
     workdir = Path(tempfile.mkdtemp(prefix="packagestats-cp-"))
     with controlplane.ControlPlane(workdir, bin_dir) as cp:
-        yield Cluster(cp.kubeconfig, bin_dir, local=True)
+        yield Cluster(cp.kubeconfig, bin_dir, local=True, control_plane=cp)

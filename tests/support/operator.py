@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ TEST_SETTINGS = {
     "PACKAGESTATS_MAX_RESPONSE_BYTES": str(1024 * 1024),
     "PACKAGESTATS_HEALTH_PORT": "0",
     "PACKAGESTATS_METRICS_PORT": "0",
+    # Tests run many packages quickly against the local stand-in; the budget has tests of its own.
+    "PACKAGESTATS_REQUESTS_PER_MINUTE": "60000",
+    # A short breaker cooldown: one test's fault must not hold the next test up (test_pacing.py and
+    # test_faults.py run the default).
+    "PACKAGESTATS_BREAKER_COOLDOWN_SECONDS": "1",
 }
 
 
@@ -49,7 +55,9 @@ def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKAGESTATS_")}
     env.update(TEST_SETTINGS)
     env.update({"KUBECONFIG": str(kubeconfig), "PACKAGESTATS_GITHUB_URL": github_url,
-                "PACKAGESTATS_CACHE_DIR": str(workdir / "cache")})
+                "PACKAGESTATS_CACHE_DIR": str(workdir / "cache"),
+                # A Lease of its own: an operator killed by an earlier test does not hold this one up.
+                "PACKAGESTATS_LEASE_NAME": f"packagestats-{uuid.uuid4().hex[:12]}"})
     env.update(extra_env or {})
     script = Path(sys.executable).parent / "packagestats"
     with open(log_path, "wb") as log:
