@@ -32,7 +32,6 @@ MIGRATION_LOCK = 0x5061636B  # pg_advisory_xact_lock key: "Pack"
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "head"
 WRITE_TIMEOUT_SECONDS = 60.0  # a database that hangs must not hold the scrape loop
-_CHUNK = 500  # rows per INSERT: well under SQLite's and PostgreSQL's bound parameter limits
 
 metadata = sa.MetaData()
 resources = sa.Table(
@@ -214,6 +213,11 @@ class HistoryDB:
         self._engine: AsyncEngine | None = None
         self._ready = False
         self._lock = asyncio.Lock()
+        # What this process last wrote per package id: its 30-day chart and its versions' totals. Only
+        # what differs is sent again; emptied on any failure (and empty after a restart), so the next
+        # write upserts everything: a gap fills itself as the issue of the operator being down.
+        self._charts: dict[int, dict[datetime.date, int]] = {}
+        self._versions: dict[int, dict[str, int]] = {}
 
     def _make_engine(self) -> AsyncEngine:
         kwargs: dict[str, Any] = {"hide_parameters": True}
@@ -266,12 +270,18 @@ class HistoryDB:
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                 await self._ensure()
                 async with self.engine().begin() as conn:
-                    await self._write(conn, namespace, name, owner, scraped, total, now)
+                    written = await self._write(conn, namespace, name, owner, scraped, total, now)
         except HistoryError:
+            self._charts.clear()
+            self._versions.clear()
             raise
         except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as e:
+            self._charts.clear()
+            self._versions.clear()
             self._ready = False  # a recreated database gets its schema again
             raise HistoryError(_reason(e), _describe(e, self._secret)) from e
+        for pid, (chart, versions) in written.items():
+            self._charts[pid], self._versions[pid] = chart, versions
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self._target.get_backend_name() == "postgresql" else sqlite
@@ -279,15 +289,18 @@ class HistoryDB:
 
     async def _upsert(self, conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]],
                       keys: list[str], update: list[str]) -> None:
-        for start in range(0, len(rows), _CHUNK):
-            stmt = self._insert(table).values(rows[start:start + _CHUNK])
-            changed = sa.or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in update))
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=changed))
+        """INSERT ... ON CONFLICT DO UPDATE of the rows, compiled once and sent as one executemany
+        (rows left as they were are not rewritten)."""
+        if not rows:
+            return
+        stmt = self._insert(table)
+        changed = sa.or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in update))
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=changed), rows)
 
     async def _write(self, conn: AsyncConnection, namespace: str, name: str, owner: str,
                      scraped: Sequence[tuple[PackageRef, Scraped]], total: int | None,
-                     now: datetime.datetime) -> None:
+                     now: datetime.datetime) -> dict[int, tuple[dict[datetime.date, int], dict[str, int]]]:
         ins = self._insert(resources).values(namespace=namespace, name=name, owner=owner)
         resource_id = (await conn.execute(ins.on_conflict_do_update(
             index_elements=["namespace", "name"], set_={"owner": ins.excluded.owner}
@@ -297,14 +310,24 @@ class HistoryDB:
         daily: list[dict[str, Any]] = []
         totals: list[dict[str, Any]] = []
         versions: dict[tuple[int, str], dict[str, Any]] = {}
+        written: dict[int, tuple[dict[datetime.date, int], dict[str, int]]] = {}
         for ref, s in scraped:
             pid = ids[(ref.type, ref.name)]
-            daily.extend({"package_id": pid, "day": d.date, "downloads": d.count} for d in s.daily)
+            old_chart, old_versions = self._charts.get(pid, {}), self._versions.get(pid, {})
+            chart = {d.date: d.count for d in s.daily}
+            daily.extend({"package_id": pid, "day": day, "downloads": n} for day, n in chart.items()
+                         if old_chart.get(day) != n)
             totals.append({"package_id": pid, "day": today, "total": s.downloads, "total_at": now})
+            seen: dict[str, int] = {}
             for v in s.versions:
                 label = version_label(v)[:255]
-                versions.setdefault((pid, label), {"package_id": pid, "day": today, "version": label,
-                                                   "downloads": v.downloads})
+                if label in seen:
+                    continue
+                seen[label] = v.downloads
+                if old_versions.get(label) != v.downloads:  # a row when a version's total changed
+                    versions[(pid, label)] = {"package_id": pid, "day": today, "version": label,
+                                              "downloads": v.downloads}
+            written[pid] = (chart, seen)
         await self._upsert(conn, package_days, daily, ["package_id", "day"], ["downloads"])
         await self._upsert(conn, package_days, totals, ["package_id", "day"], ["total", "total_at"])
         await self._upsert(conn, package_versions, list(versions.values()), ["package_id", "day", "version"],
@@ -313,6 +336,7 @@ class HistoryDB:
             await self._upsert(conn, resource_days, [{"resource_id": resource_id, "day": today, "total": total,
                                                       "total_at": now}], ["resource_id", "day"],
                                ["total", "total_at"])
+        return written
 
     async def _package_ids(self, conn: AsyncConnection, resource_id: int,
                            refs: Sequence[PackageRef]) -> dict[tuple[str, str], int]:
@@ -325,9 +349,7 @@ class HistoryDB:
         missing = [{"resource_id": resource_id, "type": r.type, "name": r.name, "repository": r.repository}
                    for r in refs if (r.type, r.name) not in have]
         if missing:
-            for start in range(0, len(missing), _CHUNK):
-                await conn.execute(self._insert(packages).values(missing[start:start + _CHUNK])
-                                   .on_conflict_do_nothing())
+            await conn.execute(self._insert(packages).on_conflict_do_nothing(), missing)
             have = await known()
         for r in refs:
             pid, repository = have[(r.type, r.name)]

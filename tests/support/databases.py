@@ -14,12 +14,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 import postgres  # noqa: E402
+from postgres import Postgres  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
+__all__ = ["BACKENDS", "Postgres", "history_url", "postgres_server"]
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[postgres.Postgres | None]:
+def postgres_server() -> Iterator[Postgres | None]:
     if os.environ.get("PACKAGESTATS_TEST_POSTGRES_URL"):
         yield None
         return
@@ -32,9 +34,10 @@ def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/history.db"
-    server: postgres.Postgres | None = request.getfixturevalue("postgres_server")
+    server: Postgres | None = request.getfixturevalue("postgres_server")
     given = os.environ.get("PACKAGESTATS_TEST_POSTGRES_URL")
     if server is None and given:
         return given  # shared: the tests use their own resource names
     assert server is not None
-    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    url: str = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    return url
