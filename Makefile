@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup wasm wasm-check controlplane cluster cluster-down node node-down image flux flux-down kind-e2e \
-	demo demo-down lint test test-unit test-e2e bench fuzz crd parser-artifact
+	demo demo-down lint test test-unit test-e2e bench fuzz crd parser-artifact postgres-deps postgres postgres-down \
+	bench-history
 
 $(BIN)/packagestats: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -89,11 +90,23 @@ lint: setup
 test-unit: setup
 	$(BIN)/pytest tests/unit
 
-test: setup controlplane  ## everything CI runs
+postgres-deps:  ## Debian's PostgreSQL binaries for the history database tests (apt-get install if missing)
+	bash hack/postgres-deps.sh
+
+postgres: setup postgres-deps  ## a throwaway PostgreSQL on loopback; prints `export PACKAGESTATS_HISTORY_URL=...`
+	@$(BIN)/python hack/postgres.py up
+
+postgres-down:
+	@$(BIN)/python hack/postgres.py down
+
+test: setup controlplane postgres-deps  ## everything CI runs
 	$(MAKE) lint
 	$(MAKE) wasm-check
 	cd wasm && cargo clippy --quiet --all-targets --locked -- -D warnings && cargo test --quiet --locked
 	$(BIN)/pytest tests
+
+bench-history: setup postgres-deps  ## benchmarks/history_db.py: the history database on SQLite and PostgreSQL
+	$(BIN)/python benchmarks/history_db.py
 
 bench: setup  ## benchmarks/parser.py and benchmarks/operator.py (figures, no assertions)
 	$(BIN)/python benchmarks/parser.py
