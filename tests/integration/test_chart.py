@@ -49,12 +49,20 @@ CHANGED_SETTINGS: dict[str, Any] = {
     "maxCooldownSeconds": 60.5,
     "maxVersionPages": 0,
     "maxListingPages": 2,
+    "requestsPerMinute": 120.5,
+    "breakerCooldownSeconds": 5.5,
+    "versionsEvery": 3,
+    "scheduleSpread": 0.25,
+    "maxParses": 4,
     "wasmFuel": 3000000000,
     "wasmMemoryBytes": 67108864,
     "wasmTimeoutSeconds": 1.5,
     "cacheDir": "/tmp/c",
     "historyDays": 30,
     "maxVersionsInStatus": 5,
+    "kubeTimeoutSeconds": 3.5,
+    "leaseName": "ps-leader",
+    "leaseDurationSeconds": 30.0,
     "metricsPort": 9090,
     "healthPort": 9091,
 }
@@ -180,7 +188,7 @@ def test_lint_default_and_non_default_values(helm: Helm, tmp_path: Path) -> None
     (["--set", "github.token=ghp_plain"], "at '/github': additional properties 'token' not allowed"),
     (["--set", "settings.unknownSetting=1"], "at '/settings': additional properties 'unknownSetting' not allowed"),
     (["--set-json", 'watchNamespaces=["Bad_NS"]'], "at '/watchNamespaces/0': 'Bad_NS' does not match pattern"),
-    (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+    (["--set", "replicaCount=11"], "at '/replicaCount': maximum: got 11, want 10"),
     (["--set-json", 'extraEnv=[{"name":"PACKAGESTATS_GITHUB_TOKEN","value":"x"}]'],
      "at '/extraEnv/0/name': 'not' failed"),
     (["--set", "prometheusRule.staleAfter=3 hours"], "at '/prometheusRule/staleAfter': '3 hours' does not match"),
@@ -202,12 +210,14 @@ def test_schema_rejects_bad_values(helm: Helm, args: list[str], message: str) ->
 def test_template_default(helm: Helm) -> None:
     docs = helm.template()
     kinds = by_kind(docs)
-    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
+                             "ServiceAccount"]
     assert all(len(v) == 1 for v in kinds.values())
     for doc in docs:
-        assert doc["metadata"]["name"] == "rel-packagestats"
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"]["namespace"] == "ops"
+        assert doc["metadata"]["name"] == ("rel-packagestats-leader" if doc["kind"] in ("Role", "RoleBinding")
+                                           else "rel-packagestats")
 
     # Every setting reaches the container with its default; no token without a Secret.
     c = container(docs)
@@ -225,11 +235,22 @@ def test_template_default(helm: Helm) -> None:
         "runAsUser": 65532, "runAsGroup": 65532, "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"}}
     assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert c["resources"]["limits"]["memory"] == "512Mi"
+    assert c["resources"]["limits"]["memory"] == "768Mi"  # 2 parses x 256Mi + 256Mi
 
     [deployment] = kinds["Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    # The Lease: its namespace and the identity come from the pod.
+    refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]
+            if "fieldRef" in e.get("valueFrom", {})}
+    assert refs == {"PACKAGESTATS_LEASE_NAMESPACE": "metadata.namespace", "PACKAGESTATS_POD_NAME": "metadata.name"}
+    [lease_role] = kinds["Role"]
+    assert lease_role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                    "verbs": ["get", "create", "update"]}]
+    [lease_binding] = kinds["RoleBinding"]
+    assert lease_binding["roleRef"]["name"] == "rel-packagestats-leader"
+    assert "PodDisruptionBudget" not in kinds  # one replica: a budget would block drains
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "rel-packagestats"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
@@ -261,10 +282,16 @@ def test_template_non_default(helm: Helm, tmp_path: Path) -> None:
     kinds = by_kind(docs)
     assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "Role",
                              "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+    # The leader election's Role and binding in the release's namespace; the rest per watched namespace.
+    for kind in ("Role", "RoleBinding"):
+        [lease_doc] = [d for d in kinds[kind] if d["metadata"]["name"] == "rel-packagestats-leader"]
+        assert lease_doc["metadata"]["namespace"] == "ops"
+        kinds[kind].remove(lease_doc)
 
     c = container(docs)
     expected = {f: CHANGED_SETTINGS[camel(f)] for f in Settings.model_fields if camel(f) in CHANGED_SETTINGS}
-    assert set(expected) == set(Settings.model_fields) - {"github_token", "namespaces"}
+    assert set(expected) == set(Settings.model_fields) - {"github_token", "namespaces", "lease_namespace",
+                                                           "pod_name"}
     assert settings_from(c) == Settings(**expected, namespaces="team-a,team-b", github_token=None)
     [token] = [e for e in c["env"] if e["name"] == "PACKAGESTATS_GITHUB_TOKEN"]
     assert token == {"name": "PACKAGESTATS_GITHUB_TOKEN",
@@ -304,7 +331,8 @@ def test_template_non_default(helm: Helm, tmp_path: Path) -> None:
 
 def test_template_ports_off(helm: Helm) -> None:
     docs = helm.template("--set", "settings.metricsPort=0", "--set", "settings.healthPort=0")
-    assert sorted(by_kind(docs)) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert sorted(by_kind(docs)) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding",
+                                     "ServiceAccount"]
     c = container(docs)
     assert "ports" not in c and "livenessProbe" not in c and "readinessProbe" not in c
     assert settings_from(c).health_port == 0 and settings_from(c).metrics_port == 0
@@ -323,7 +351,7 @@ def test_template_observability(helm: Helm, tmp_path: Path) -> None:
     docs = observability_docs(helm, tmp_path)
     kinds = by_kind(docs)
     assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Ingress",
-                             "PrometheusRule", "Service", "ServiceAccount"]
+                             "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount"]
     labels = kinds["Deployment"][0]["metadata"]["labels"]
     [service] = kinds["Service"]
 
@@ -730,3 +758,18 @@ def test_flux_values_are_valid_chart_values(helm: Helm, tmp_path: Path) -> None:
     c = container(docs)
     assert settings_from(c).max_concurrency == hr["spec"]["values"]["settings"]["maxConcurrency"]
     assert by_kind(docs)["Deployment"][0]["metadata"]["namespace"] == "packagestats-system"
+
+
+def test_template_two_replicas(helm: Helm) -> None:
+    docs = helm.template("--set", "replicaCount=2")
+    kinds = by_kind(docs)
+    [pdb] = kinds["PodDisruptionBudget"]
+    [deployment] = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+    assert pdb["metadata"]["namespace"] == "ops"
+    # Without the election two replicas would both scrape: refused.
+    proc = helm.run("template", "rel", str(CHART), "--set", "replicaCount=2", "--set", "settings.leaseName=",
+                    check=False)
+    assert proc.returncode == 1 and "replicaCount > 1 needs settings.leaseName" in proc.stderr
+    assert "Role" not in by_kind(helm.template("--set", "settings.leaseName="))

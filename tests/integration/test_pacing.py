@@ -144,13 +144,13 @@ def test_1000_packages_under_a_small_budget(crd: Cluster, namespace: str, github
     # One request per package (a slow answer of the loaded stand-in may cost a retry).
     assert 1000 <= len(times) <= 1010
     rate = per_minute / 60
-    # Over every window the requests stay within the budget: its rate plus one burst, plus half a
-    # second's worth for the stand-in seeing them late (it stamps a request when a thread of its own
-    # takes it, and the machine is busy).
-    for window in (5.0, 10.0, 30.0):
+    # Over every window the requests stay within the budget: its rate plus one burst, plus a second's
+    # worth for the stand-in seeing them late (it stamps a request when a thread of its own takes it,
+    # on a busy machine). Unpaced, the operator sends them about twice as fast.
+    for window in (10.0, 30.0):
         j = 0
         for i, t in enumerate(times):
             while times[j] < t - window:
                 j += 1
-            assert i - j + 1 <= rate * window + rate + rate / 2, (window, i - j + 1)
+            assert i - j + 1 <= rate * (window + 1) + rate, (window, i - j + 1)
     assert times[-1] - times[0] >= (1000 - rate) / rate * 0.95  # the budget, not the operator, set the pace

@@ -497,3 +497,19 @@ def test_flux_readme_names_every_manifest() -> None:
     assert readme.startswith("## Install with Flux\n")
     for path in sorted(FLUX.glob("*.yaml")):
         assert f"deploy/flux/{path.name}" in readme, path.name
+
+
+def test_memory_limit_holds_every_parse_in_flight() -> None:
+    # The README's formula: limit >= maxParses x wasmMemoryBytes + 256Mi (the process itself).
+    vals = values()
+    limit = vals["resources"]["limits"]["memory"]
+    units = {"Mi": 2**20, "Gi": 2**30}
+    limit_bytes = int(limit[:-2]) * units[limit[-2:]]
+    s = vals["settings"]
+    assert limit_bytes >= s["maxParses"] * s["wasmMemoryBytes"] + 256 * 2**20
+
+
+def test_two_replicas_need_the_election() -> None:
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    assert 'fail "replicaCount > 1 needs settings.leaseName' in deployment
+    assert values()["replicaCount"] == 1 and values()["strategy"]["type"] == "RollingUpdate"
