@@ -116,8 +116,8 @@ def test_history_command_on_a_resource_with_days_of_history(crd: Cluster, namesp
     days = [{"date": f"2026-07-{18 + i:02d}", "downloads": 1_400_000 + 6000 * i} for i in range(3)]
     status = {"totalDownloads": 1418338,
               "history": [*days, {"date": "2026-07-21", "downloads": 1418338}],
-              "packages": [{"name": "headscale", "type": "container", "downloads": 1418338,
-                            "daily": [{"date": f"2026-07-{d:02d}", "count": 6000 + d} for d in range(18, 22)]}]}
+              "daily": [{"date": f"2026-07-{d:02d}", "count": 6000 + d} for d in range(18, 22)],
+              "packages": [{"name": "headscale", "type": "container", "downloads": 1418338}]}
     crd.kubectl("apply", "--server-side", "--field-manager=packagestats", "--subresource=status", "-f", "-",
                 input=json.dumps({**body, "status": status}))
     table = _history(crd, "days", "-n", namespace)
