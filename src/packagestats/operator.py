@@ -86,6 +86,7 @@ class ResourceState:
     retries: dict[Key, Retry] = field(default_factory=dict)  # packages that failed transiently
     scrapes: dict[Key, int] = field(default_factory=dict)  # per package, for settings.versions_every
     unwritten: api.PackageStatsStatus | None = None  # a status the apiserver did not take yet
+    written_at: float = 0.0  # wall-clock time of the last status applied by this process
 
     def reset(self, term: int) -> None:
         self.term, self.status, self.last_full = term, None, None
@@ -320,8 +321,13 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
             return None  # lost the lead during the scrape: the new leader writes
         new_status, history_events = await _record_history(rt, namespace, name, spec.owner, report.result,
                                                            new_status, prev)
-        if new_status != prev:
+        if new_status != prev and (_sans_times(new_status) != _sans_times(prev)
+                                   or time.time() - state.written_at >= max(HEARTBEAT_SECONDS, 6 * interval)):
             await _apply(rt, state, namespace, name, new_status, interval, retry_interval)
+        else:
+            # Nothing but the scrape times moved: no write (status is a summary of what changed; the
+            # metrics still see every scrape). A write at least every HEARTBEAT_SECONDS keeps it fresh.
+            state.status = new_status
         await _post(rt, body, [*report.events, *history_events])
         rt.observations.update((namespace, name), spec.owner, new_status)
         rt.metrics.record_scrape((namespace, name), spec.owner, new_status, time.monotonic() - started)
@@ -333,6 +339,14 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
         state.status = None  # re-read from the watched object next time
         state.full_retry = _next_retry(state.full_retry, retry_interval, interval, 0.0)
     return 0.0  # plan again from the new state
+
+
+HEARTBEAT_SECONDS = 6 * 3600.0
+
+
+def _sans_times(st: api.PackageStatsStatus) -> api.PackageStatsStatus:
+    return st.model_copy(update={"last_scrape_time": None, "packages": [
+        p.model_copy(update={"last_scrape_time": None}) for p in st.packages]})
 
 
 def _anchor(meta: kopf.Meta, name: str, interval: float, rt: Runtime) -> float:
@@ -398,6 +412,7 @@ async def _apply(rt: Runtime, state: ResourceState, namespace: str, name: str, n
         state.write_retry = _next_retry(state.write_retry, retry_interval, interval, 0.0)
         return False
     state.status, state.unwritten, state.write_retry = new, None, None
+    state.written_at = time.time()
     return True
 
 

@@ -53,7 +53,7 @@ def test_sigkill_mid_scrape_then_restart(crd: Cluster, namespace: str, github: F
     lease = {"PACKAGESTATS_LEASE_NAME": f"packagestats-kill-{uuid.uuid4().hex[:8]}"}
     with running_operator(crd.kubeconfig, github.base_url, lease) as op:
         apply_packagestats(crd, namespace, "kill", {"owner": "kill", "packages": [{"name": "app"}]})
-        wait_for("Ready", lambda: ready(crd, namespace, "kill", 10), 30, op=op)
+        wait_for("Ready", lambda: ready(crd, namespace, "kill", 10), 90, op=op)
         github.set_total("kill", "app", 11)
         github.add_fault("slow", owner="kill", delay=1.5, times=1)
         github.reset()
@@ -66,7 +66,7 @@ def test_sigkill_mid_scrape_then_restart(crd: Cluster, namespace: str, github: F
     with running_operator(crd.kubeconfig, github.base_url, lease) as op:
         # The killed process still holds the Lease: its successor takes over when it runs out (15 s).
         obj = wait_for("the restarted operator to finish the scrape", lambda: ready(crd, namespace, "kill", 11),
-                       45, op=op)
+                       90, op=op)
     reconciling = condition(obj, "Reconciling")
     assert reconciling is not None and reconciling["status"] == "False"
     assert obj["status"]["lastHandledRequestedAt"] == obj["metadata"]["annotations"]["packagestats.dev/requestedAt"]
@@ -91,7 +91,7 @@ def test_hostile_pages_at_once_are_each_a_parser_limit(crd: Cluster, namespace: 
             obj = get(crd, namespace, "hostile")
             c = condition(obj, "Ready")
             return obj if c is not None and c["reason"] == "PartiallyFailed" else None
-        obj = wait_for("the hostile pages to fail", failed, 60, op=op)
+        obj = wait_for("the hostile pages to fail", failed, 120, op=op)
         assert op.proc.poll() is None  # alive
         pkgs = {p["name"]: p for p in obj["status"]["packages"]}
         assert pkgs["fine"]["downloads"] == 3 and "error" not in pkgs["fine"]
@@ -112,7 +112,7 @@ def test_apiserver_away_for_five_minutes(crd: Cluster, namespace: str, github: F
     with running_operator(crd.kubeconfig, github.base_url) as op:
         apply_packagestats(crd, namespace, "outage", {"owner": "outage", "interval": "1m",
                                                       "retryInterval": "10s", "packages": [{"name": "app"}]})
-        wait_for("Ready", lambda: ready(crd, namespace, "outage", 100), 30, op=op)
+        wait_for("Ready", lambda: ready(crd, namespace, "outage", 100), 90, op=op)
         github.set_total("outage", "app", 150)
         cp.stop_apiserver()
         stopped = time.monotonic()

@@ -59,7 +59,7 @@ def test_only_the_leader_scrapes_and_a_standby_takes_over(crd: Cluster, namespac
         first, second = ("one", "two") if leader == "op-one" else ("two", "one")
         apply_packagestats(crd, namespace, "ha", {"owner": "ha", "packages": [{"name": "app"}]})
         wait_for("Ready", lambda: (c := condition(get(crd, namespace, "ha"), "Ready")) and c["status"] == "True",
-                 30, op=ops[first])
+                 90, op=ops[first])
         time.sleep(3)  # the standby has had time to do something wrong
         agents = {r.headers.get("user-agent") for r in github.requests}
         assert agents == {f"packagestats-test-{first}"}  # only the leader ever fetched

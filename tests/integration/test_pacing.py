@@ -61,7 +61,7 @@ def test_429_storm_then_recovery(crd: Cluster, namespace: str, github: FakeGitHu
         def not_ready_with_next_try() -> dict[str, Any] | None:
             c = condition(get(crd, namespace, "storm"), "Ready")
             return c if c is not None and c["status"] == "False" and "Next try at" in c["message"] else None
-        ready_cond = wait_for("Ready=False saying when the next try is", not_ready_with_next_try, 30, op=op)
+        ready_cond = wait_for("Ready=False saying when the next try is", not_ready_with_next_try, 90, op=op)
         assert "RateLimited" in str(get(crd, namespace, "storm")["status"]["packages"])
         assert ready_cond["reason"] == "ScrapeFailed"
         time.sleep(25)  # the storm goes on: the operator must wait out each Retry-After
@@ -86,10 +86,11 @@ def test_500_for_30s_then_recovery(crd: Cluster, namespace: str, github: FakeGit
     github.add_fault("status", status=500)
     storm = threading.Timer(30, github.clear_faults)
     with running_operator(crd.kubeconfig, github.base_url, DEFAULT_BREAKER) as op:
-        storm.start()
-        started = time.monotonic()
         apply_packagestats(crd, namespace, "down", {"owner": "down", "retryInterval": "5s",
                                                     "packages": [{"name": n} for n in ("a", "b", "c")]})
+        wait_for("the first request", lambda: github.count() > 0, 90, op=op)
+        storm.start()  # 30 s of 500s from the first request on
+        started = time.monotonic()
         wait_for("the host to recover", lambda: not storm.is_alive(), 40)
         storm_end = time.monotonic()
         during = [r.time for r in github.requests if r.time < storm_end]
@@ -112,7 +113,7 @@ def test_a_failed_package_is_retried_alone(crd: Cluster, namespace: str, github:
     with running_operator(crd.kubeconfig, github.base_url) as op:  # breaker cooldown 1 s
         apply_packagestats(crd, namespace, "retry", {"owner": "retry", "retryInterval": "2s",
                                                      "packages": [{"name": "good"}, {"name": "flaky"}]})
-        obj = wait_for("Ready once flaky recovers", lambda: ready_status(crd, namespace, "retry"), 30, op=op)
+        obj = wait_for("Ready once flaky recovers", lambda: ready_status(crd, namespace, "retry"), 90, op=op)
     assert obj["status"]["totalDownloads"] == 3
     assert github.count("/orgs/retry/packages/container/package/good") == 1  # never re-fetched for flaky
     flaky = [r.time for r in github.requests if r.path.startswith("/orgs/retry/packages/container/package/flaky")]
