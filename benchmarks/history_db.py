@@ -26,6 +26,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -47,11 +48,14 @@ START = datetime.datetime(2025, 1, 1, 23, 0, tzinfo=datetime.UTC)
 
 
 def scrape(i: int, now: datetime.datetime, versions: int) -> Scraped:
+    """A package page as GitHub gives it: a past day's count stays what it was, today's bar grows; the
+    newest 3 versions gain downloads every day, older ones rarely (here: never)."""
     today = now.date()
     total = 1_000_000 * (i + 1) + today.toordinal() * 500
-    daily = [DailyCount(date=today - datetime.timedelta(days=k), count=100 + (i + k + today.day) % 400)
-             for k in range(30)]
-    rows = [VersionDownloads(id=str(v), tags=[f"v1.{v}"], downloads=total // (v + 2) + today.day)
+    daily = [DailyCount(date=day, count=100 + (i + day.toordinal()) % 400)
+             for day in (today - datetime.timedelta(days=k) for k in range(30))]
+    rows = [VersionDownloads(id=str(v), tags=[f"v1.{v}"],
+                             downloads=(total // (v + 2)) if v < 3 else 1000 * (i + 1) // (v + 1))
             for v in range(versions)]
     return Scraped(url="https://github.com/o/r/pkgs/container/p", downloads=total, daily=daily, versions=rows)
 
@@ -118,6 +122,8 @@ def main() -> int:
                         "PACKAGESTATS_MAX_VERSIONS_IN_STATUS, the rows read and recorded)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
+    # Stopped with SIGTERM (timeout, kill): unwind, so the throwaway PostgreSQL server is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="packagestats-bench-") as tmp:
             asyncio.run(run("SQLite", f"sqlite:///{tmp}/history.db", args.packages, args.days, args.versions))

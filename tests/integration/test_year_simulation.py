@@ -34,12 +34,14 @@ def per_day(i: int, day: datetime.date) -> int:
     return 100 + (i * 7 + day.toordinal() * 13) % 900  # deterministic, varying
 
 
+_CHART: dict[tuple[int, datetime.date], DailyCount] = {}  # a day's bar, made once: it stays what it was
+
+
 def outcome(i: int, now: datetime.datetime, total: int) -> status.Scraped:
     today = now.date()
-    # model_construct: the test's own inputs need no validation (the year is long enough as it is).
-    daily = [DailyCount.model_construct(date=today - datetime.timedelta(days=k),
-                                        count=per_day(i, today - datetime.timedelta(days=k)))
-             for k in range(29, -1, -1)]
+    days = [today - datetime.timedelta(days=k) for k in range(29, -1, -1)]
+    daily = [_CHART.get((i, d)) or _CHART.setdefault((i, d), DailyCount(date=d, count=per_day(i, d))) for d in days]
+    _CHART.pop((i, today - datetime.timedelta(days=30)), None)
     versions = [VersionDownloads(id=str(v), tags=[f"v1.{v}"], downloads=total // (v + 2)) for v in range(5)]
     return status.Scraped(url=f"https://github.com/acme/repo/pkgs/container/p{i:03d}", downloads=total,
                           daily=daily, versions=versions)
