@@ -72,7 +72,7 @@ def image(e2e_node: node.Node | None) -> str:
         return given
     if e2e_node is None:
         pytest.fail("KUBECONFIG is set: set PACKAGESTATS_E2E_IMAGE to the image loaded into that cluster")
-    ref = images.build_image()
+    ref: str = images.build_image()
     images.load(e2e_node, ref)
     return ref
 
