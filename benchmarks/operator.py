@@ -79,14 +79,17 @@ def run(cp: controlplane.ControlPlane, packages: int, resources: int, interval: 
             owner = f"o{packages}-{r}"
             names = [f"pkg-{i}" for i in range(per)]
             for i, name in enumerate(names):
-                gh.add_package(owner, name, repository="repo", total=1000 + i, daily=list(range(30)),
+                # The total is above the versions' sum (6,111), as on a real page: the drift checks pass.
+                gh.add_package(owner, name, repository="repo", total=10_000 + i, daily=list(range(30)),
                                versions=make_versions(3))
             docs.append({"apiVersion": "packagestats.dev/v1alpha1", "kind": "PackageStats",
                          "metadata": {"name": f"r{r}", "namespace": ns},
                          "spec": {"owner": owner, "interval": interval,
                                   "packages": [{"name": n, "repository": "repo"} for n in names]}})
         manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-        with running_operator(cp.kubeconfig, gh.base_url, settings) as op:
+        # Each size watches its own namespace: the resources of an earlier size (whose stand-in is gone)
+        # must not be scraped along.
+        with running_operator(cp.kubeconfig, gh.base_url, {"PACKAGESTATS_NAMESPACES": ns, **settings}) as op:
             time.sleep(3)  # let the operator start and list (nothing to do yet)
             pid, log = op.pid, op.log
             cpu_start, _ = _proc_stat(pid)
@@ -126,7 +129,7 @@ def run(cp: controlplane.ControlPlane, packages: int, resources: int, interval: 
         "api_requests": dict(busy_requests), "idle_cpu_percent": 100 * (cpu1 - cpu0) / steady,
         "idle_api_requests": dict(idle_requests),
         "idle_api_writes": sum(n for v, n in idle_requests.items() if v in WRITES),
-        "peak_rss_mb": rss / 2**20, "correct_totals": totals == [sum(1000 + i for i in range(per))] * resources,
+        "peak_rss_mb": rss / 2**20, "correct_totals": totals == [sum(10_000 + i for i in range(per))] * resources,
     }
 
 

@@ -32,7 +32,7 @@ def _run(settings: Settings, verbose: bool) -> int:
         memo=kopf.Memo(config=settings),
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=True,  # one replica; no peering objects needed
+        standalone=True,  # kopf's peering elects nothing: replicas elect a leader on a Lease (leader.py)
         liveness_endpoint=liveness,
     ))
     return 0

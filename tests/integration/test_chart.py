@@ -222,8 +222,9 @@ def test_template_default(helm: Helm) -> None:
     # Every setting reaches the container with its default; no token without a Secret.
     c = container(docs)
     assert settings_from(c) == Settings(github_token=None)
+    # The token and the history database's URL only when given.
     assert [e["name"] for e in c["env"]] == [f"PACKAGESTATS_{f.upper()}" for f in Settings.model_fields
-                                             if f != "github_token"]
+                                             if f not in ("github_token", "history_url")]
     assert c["image"] == "ghcr.io/packagestats/packagestats:0.1.0"
     assert c["args"] == ["run"]
     assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
@@ -773,3 +774,9 @@ def test_template_two_replicas(helm: Helm) -> None:
                     check=False)
     assert proc.returncode == 1 and "replicaCount > 1 needs settings.leaseName" in proc.stderr
     assert "Role" not in by_kind(helm.template("--set", "settings.leaseName="))
+    # A SQLite file on a ReadWriteOnce volume: one pod at a time, so Recreate, and never two replicas.
+    [deployment] = by_kind(helm.template("--set", "history.persistence.enabled=true"))["Deployment"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    proc = helm.run("template", "rel", str(CHART), "--set", "replicaCount=2", "--set",
+                    "history.persistence.enabled=true", check=False)
+    assert proc.returncode == 1 and "replicaCount > 1 needs a history database the replicas can share" in proc.stderr
