@@ -4,7 +4,12 @@ is down (an error with a reason, never the password)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +129,27 @@ def test_urls() -> None:
     for bad in ("mysql://u@h/d", "sqlite://", "not a url"):
         with pytest.raises(HistoryError):
             engine_url(bad)
+
+
+def test_hack_postgres_up_prints_the_url_and_down_leaves_nothing(tmp_path: Path) -> None:
+    env = dict(os.environ, PACKAGESTATS_CACHE=str(tmp_path))
+    script = Path(__file__).resolve().parents[2] / "hack" / "postgres.py"
+    up = subprocess.run([sys.executable, str(script), "up"], capture_output=True, text=True, env=env, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.startswith("export PACKAGESTATS_HISTORY_URL=postgresql://packagestats:")
+    url = up.stdout.strip().split("=", 1)[1]
+    workdir = Path(json.loads((tmp_path / "postgres.json").read_text())["workdir"])
+    try:
+        async def probe() -> str | None:
+            db = HistoryDB(url)
+            try:
+                await db.migrate()
+                return await db.revision()
+            finally:
+                await db.aclose()
+        assert asyncio.run(probe()) == "0002"
+    finally:
+        down = subprocess.run([sys.executable, str(script), "down"], capture_output=True, text=True, env=env,
+                              timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not workdir.exists() and not (tmp_path / "postgres.json").exists()
