@@ -54,6 +54,10 @@ CHANGED_SETTINGS: dict[str, Any] = {
     "versionsEvery": 3,
     "scheduleSpread": 0.25,
     "maxParses": 4,
+    "parserSource": "file:/parser/custom.wasm",
+    "parserSha256": "ab" * 32,
+    "parserCheckSeconds": 60.5,
+    "driftJumpFactor": 5.5,
     "wasmFuel": 3000000000,
     "wasmMemoryBytes": 67108864,
     "wasmTimeoutSeconds": 1.5,
@@ -292,7 +296,7 @@ def test_template_non_default(helm: Helm, tmp_path: Path) -> None:
     c = container(docs)
     expected = {f: CHANGED_SETTINGS[camel(f)] for f in Settings.model_fields if camel(f) in CHANGED_SETTINGS}
     assert set(expected) == set(Settings.model_fields) - {"github_token", "namespaces", "lease_namespace",
-                                                           "pod_name"}
+                                                           "pod_name", "history_url"}
     assert settings_from(c) == Settings(**expected, namespaces="team-a,team-b", github_token=None)
     [token] = [e for e in c["env"] if e["name"] == "PACKAGESTATS_GITHUB_TOKEN"]
     assert token == {"name": "PACKAGESTATS_GITHUB_TOKEN",
