@@ -196,10 +196,9 @@ def image_file(ref: str, path: str) -> bytes:
         subprocess.run(["buildah", "rm", container], capture_output=True)
 
 
-def image_size(ref: str) -> int:
-    out = _run("buildah", "inspect", "--type", "image", "--format", "{{.Docker.Size}} {{.OCIv1.Created}}", ref,
-               capture_output=True).stdout.split()
-    return int(out[0]) if out and out[0].isdigit() else 0
+def image_size(ref: str) -> str:
+    """The image's size as buildah reports it (uncompressed, all layers)."""
+    return _run("buildah", "images", "--noheading", "--format", "{{.Size}}", ref, capture_output=True).stdout.strip()
 
 
 def main() -> None:

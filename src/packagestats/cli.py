@@ -20,8 +20,9 @@ from packagestats.settings import Settings, load
 
 def _run(settings: Settings, verbose: bool) -> int:
     import kopf
+    from kopf._core.engines.peering import Identity  # kopf exports the function, not its NewType
 
-    from packagestats import operator
+    from packagestats import leader, operator
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,6 +34,9 @@ def _run(settings: Settings, verbose: bool) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=True,  # kopf's peering elects nothing: replicas elect a leader on a Lease (leader.py)
+        # Our own identity: kopf's default asks the passwd database for the user, and the image's
+        # numeric user 65532 has no entry there.
+        identity=Identity(leader.default_identity(settings.pod_name)),
         liveness_endpoint=liveness,
     ))
     return 0

@@ -25,7 +25,7 @@ def test_the_image_ships_the_committed_parser(image: str) -> None:
         pytest.skip("the image was built elsewhere (PACKAGESTATS_E2E_IMAGE): no buildah storage to read")
     inside = images.image_file(image, f"{SITE_PACKAGES}/packagestats/parser.wasm")
     assert hashlib.sha256(inside).hexdigest() == hashlib.sha256(COMMITTED_PARSER.read_bytes()).hexdigest()
-    print(f"\nimage {image}: {images.image_size(image) / 1e6:.0f} MB")
+    print(f"\nimage {image}: {images.image_size(image)}")
 
 
 def test_a_deployment_is_scheduled_and_its_pod_runs(kube: E2ECluster, image: str, namespace: str) -> None:
