@@ -13,11 +13,15 @@ from tests.support.cluster import Cluster
 CHART = Path(__file__).resolve().parents[2] / "charts" / "packagestats"
 
 
-def _pod_spec(kube: Cluster, *args: str) -> dict[str, Any]:
+def _deployment(kube: Cluster, *args: str) -> dict[str, Any]:
     out = subprocess.run([kube.tool("helm"), "template", "rel", str(CHART), *args], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     [deployment] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
-    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return deployment
+
+
+def _pod_spec(kube: Cluster, *args: str) -> dict[str, Any]:
+    spec: dict[str, Any] = _deployment(kube, *args)["spec"]["template"]["spec"]
     return spec
 
 
@@ -31,6 +35,13 @@ def test_host_network_on(kube: Cluster) -> None:
     assert spec["hostNetwork"] is True
     # Cluster DNS still answers first for a host-network pod.
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def test_host_network_rolls_one_pod_at_a_time(kube: Cluster) -> None:
+    """A surge pod could not start where the old one holds the node's ports: stop one, then start one."""
+    strategy = _deployment(kube, "--set", "hostNetwork=true")["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert _deployment(kube)["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 1
 
 
 def test_host_network_must_be_a_boolean(kube: Cluster) -> None:
