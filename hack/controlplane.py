@@ -382,6 +382,20 @@ class ControlPlane:
         self.stop()
 
 
+def apt_install(packages: dict[str, str]) -> None:
+    """Install the Debian packages (name -> a file each installs) that are missing; the package lists are
+    refreshed only when an install fails without them (a fresh machine has none)."""
+    missing = [pkg for pkg, path in packages.items() if not Path(path).exists()]
+    if not missing:
+        return
+    log(f"apt-get install {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-qq", *missing]
+    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
     try:
         os.kill(pid, signal.SIGTERM)

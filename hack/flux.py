@@ -98,12 +98,7 @@ def crd_files() -> list[Path]:
 
 def ensure_registry() -> None:
     if not Path(REGISTRY_BINARY).exists():
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], env=env,
-                          stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+        controlplane.apt_install({"docker-registry": REGISTRY_BINARY})
         # The package starts a system service on port 5000; ours runs on a port of its own.
         subprocess.run(["systemctl", "disable", "--now", "docker-registry"], capture_output=True, check=False)
         subprocess.run(["pkill", "-f", "^/usr/bin/docker-registry serve /etc/docker/registry"],

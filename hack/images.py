@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -71,14 +70,7 @@ def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_tools() -> None:
-    missing = [pkg for pkg, path in TOOLS.items() if not Path(path).exists()]
-    if missing:
-        log(f"apt-get install {' '.join(missing)}")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
-                          stdout=subprocess.DEVNULL).returncode != 0:
-            _run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
-            _run("apt-get", "install", "-y", "-qq", *missing, env=env, stdout=subprocess.DEVNULL)
+    controlplane.apt_install(TOOLS)
 
 
 def _exists(ref: str) -> bool:

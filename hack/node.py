@@ -87,15 +87,7 @@ def build() -> Path:
 
 
 def ensure_debian_packages() -> None:
-    missing = [pkg for pkg, path in DEBIAN_PACKAGES.items() if not Path(path).exists()]
-    if missing:
-        log(f"apt-get install {' '.join(missing)}")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
-                          stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+    controlplane.apt_install(DEBIAN_PACKAGES)
 
 
 # --------------------------------------------------------------------------------------------
