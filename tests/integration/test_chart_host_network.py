@@ -17,7 +17,8 @@ def _deployment(kube: Cluster, *args: str) -> dict[str, Any]:
     out = subprocess.run([kube.tool("helm"), "template", "rel", str(CHART), *args], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     [deployment] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
-    return deployment
+    result: dict[str, Any] = deployment
+    return result
 
 
 def _pod_spec(kube: Cluster, *args: str) -> dict[str, Any]:
