@@ -511,7 +511,9 @@ def test_install_upgrade_uninstall(kube: Cluster, crd: Cluster, helm: Helm, name
                                    "jsonpath={.status.conditions[?(@.type=='Established')].status}").stdout
         assert established == "True"
         kinds = sorted(d["kind"] for d in manifest)
-        assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+        # The Role and RoleBinding: the leader election's Lease, in the release's own namespace only.
+        assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
+                         "ServiceAccount"]
         for doc in manifest:
             got = kubectl_get(kube, doc)
             assert got.returncode == 0, got.stderr
@@ -598,7 +600,8 @@ def token_kubeconfig(kube: Cluster, namespace: str, sa: str, path: Path) -> Path
 FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions", "Failed to post an event")
 
 
-def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, namespaces: str) -> None:
+def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, namespaces: str,
+                                 release_namespace: str) -> None:
     """Run the operator with the token kubeconfig: a PackageStats gets Ready with the exact count, its
     Event is posted and, once deleted, its finalizer is removed; the log shows no permission error."""
     def get() -> dict[str, Any] | None:
@@ -622,7 +625,9 @@ def reconcile_as_service_account(kube: Cluster, kubeconfig: Path, watched: str, 
             "apiVersion": "packagestats.dev/v1alpha1", "kind": "PackageStats",
             "metadata": {"name": "widget", "namespace": watched},
             "spec": {"owner": "acme", "packages": [{"name": "widget", "repository": "widget"}]}}))
-        with running_operator(kubeconfig, gh.base_url, {"PACKAGESTATS_NAMESPACES": namespaces}) as op:
+        # Outside a pod the Lease's namespace is not the pod's own: name the release's, as the chart allows.
+        env = {"PACKAGESTATS_NAMESPACES": namespaces, "PACKAGESTATS_LEASE_NAMESPACE": release_namespace}
+        with running_operator(kubeconfig, gh.base_url, env) as op:
             obj = wait_for("Ready with 4242 downloads", ready, 60, op=op)
             assert [p["downloads"] for p in obj["status"]["packages"]] == [4242]
             assert obj["metadata"]["finalizers"] == ["packagestats.dev/finalizer"]
@@ -648,8 +653,11 @@ def test_cluster_wide_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: s
                 ("patch", "packagestats.packagestats.dev", "-n", other),
                 ("patch", "packagestats.packagestats.dev", "--subresource=status", "-n", other),
                 ("create", "events", "-n", other),
+                ("patch", "events", "-n", other),  # a repeated Event is counted, not posted anew
                 ("list", "customresourcedefinitions.apiextensions.k8s.io"),
                 ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+                ("get", "leases.coordination.k8s.io", "-n", namespace),
+                ("update", "leases.coordination.k8s.io", "-n", namespace),
             ]
             denied = [
                 ("get", "secrets", "-n", namespace),
@@ -662,7 +670,8 @@ def test_cluster_wide_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: s
                 ("create", "packagestats.packagestats.dev", "-n", other),
                 ("delete", "packagestats.packagestats.dev", "-n", other),
                 ("update", "packagestats.packagestats.dev", "--subresource=status", "-n", other),
-                ("patch", "events", "-n", other),
+                ("delete", "events", "-n", other),
+                ("get", "leases.coordination.k8s.io", "-n", other),
                 ("list", "namespaces"),
                 ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
                 ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
@@ -671,7 +680,7 @@ def test_cluster_wide_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: s
             assert [d for d in denied if can_i(kube, sa, *d)] == []
 
             kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
-            reconcile_as_service_account(kube, kubeconfig, other, "")
+            reconcile_as_service_account(kube, kubeconfig, other, "", namespace)
     finally:
         kube.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
@@ -707,7 +716,7 @@ def test_namespaced_rbac(kube: Cluster, crd: Cluster, helm: Helm, namespace: str
             assert [d for d in denied if can_i(kube, sa, *d)] == []
 
             kubeconfig = token_kubeconfig(kube, namespace, sa_name, tmp_path / "kubeconfig")
-            reconcile_as_service_account(kube, kubeconfig, watched, watched)
+            reconcile_as_service_account(kube, kubeconfig, watched, watched, namespace)
     finally:
         kube.kubectl("delete", "namespace", watched, "--wait=false", check=False)
 

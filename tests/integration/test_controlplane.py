@@ -41,7 +41,7 @@ async def test_status_by_server_side_apply_shows_field_manager(crd: Cluster, nam
     await writer.apply(namespace, "ssa", api.PackageStatsStatus(observed_generation=1, total_downloads=42))
     obj = crd.kubectl_json("get", "packagestats", "ssa", "-n", namespace, "--show-managed-fields")
     assert obj["status"] == {"observedGeneration": 1, "totalDownloads": 42,
-                             "packages": [], "history": [], "conditions": []}
+                             "packages": [], "daily": [], "history": [], "conditions": []}
     status_managers = [m for m in obj["metadata"]["managedFields"] if m.get("subresource") == "status"]
     assert [(m["manager"], m["operation"]) for m in status_managers] == [("packagestats", "Apply")]
     assert "f:totalDownloads" in status_managers[0]["fieldsV1"]["f:status"]
