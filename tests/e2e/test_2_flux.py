@@ -21,6 +21,15 @@ from tests.support.fake_github import FakeGitHub
 FLUX_DIR = hi.REPO / "deploy" / "flux"
 NS = "flux-system"
 RELEASE_NS = "packagestats-system"
+# kstatus counts an object that has no status yet as Current, so `wait: true` alone would pass a new
+# PackageStats before the operator has seen it; these are the README's expressions for our conditions.
+HEALTH_CHECK_EXPRS = [{
+    "apiVersion": "packagestats.dev/v1alpha1", "kind": "PackageStats",
+    "current": "status.conditions.exists(e, e.type == 'Ready') && "
+               "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True')",
+    "failed": "status.conditions.exists(e, e.type == 'Stalled') && "
+              "status.conditions.filter(e, e.type == 'Stalled').all(e, e.status == 'True')",
+}]
 
 
 def _push_chart(helm: hi.Helm, chart: Path, registry: str, out: Path) -> None:
@@ -101,7 +110,19 @@ def test_flux_installs_upgrades_and_waits_on_packagestats(kube: E2ECluster, imag
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": {"name": "samples", "namespace": NS},
         "spec": {"interval": "1m", "retryInterval": "5s", "timeout": "3m", "path": "./", "prune": True,
-                 "wait": True, "sourceRef": {"kind": "OCIRepository", "name": "samples"}}}))
+                 "wait": True, "sourceRef": {"kind": "OCIRepository", "name": "samples"},
+                 "healthCheckExprs": HEALTH_CHECK_EXPRS}}))
+    try:
+        _install_and_wait(kube, registry, helm, tmp_path, namespace, diagnose, started)
+    finally:
+        # Whatever happened, leave no operator behind for the tests after this one.
+        kube.kubectl("delete", "kustomization", "samples", "-n", NS, "--timeout=120s", check=False)
+        kube.kubectl("delete", "helmrelease", "packagestats", "-n", NS, "--timeout=120s", check=False)
+        kube.kubectl("delete", "ocirepository", "packagestats", "samples", "-n", NS, "--timeout=60s", check=False)
+
+
+def _install_and_wait(kube: E2ECluster, registry: str, helm: hi.Helm, tmp_path: Path, namespace: str,
+                      diagnose: Any, started: float) -> None:
 
     hi.wait_for("the chart's OCIRepository to be Ready",
                 lambda: hi.is_ready(_get(kube, "ocirepository", "packagestats", NS)), 120, diagnose)
@@ -154,6 +175,5 @@ def test_flux_installs_upgrades_and_waits_on_packagestats(kube: E2ECluster, imag
     hi.wait_for("the PackageStats to be pruned", lambda: kube.kubectl(
         "get", "packagestats", "icicle-insights", "-n", namespace, check=False).returncode != 0, 60, diagnose)
     kube.kubectl("delete", "helmrelease", "packagestats", "-n", NS, "--timeout=120s")
-    kube.kubectl("delete", "ocirepository", "packagestats", "samples", "-n", NS, "--timeout=60s")
     hi.wait_for("the release to be uninstalled", lambda: kube.kubectl(
         "get", "deployment", "packagestats", "-n", RELEASE_NS, check=False).returncode != 0, 120, diagnose)
