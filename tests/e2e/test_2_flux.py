@@ -167,7 +167,7 @@ def _install_and_wait(kube: E2ECluster, registry: str, helm: hi.Helm, tmp_path: 
         props = live["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
         release = _get(kube, "helmrelease", "packagestats", NS)
         return "e2eNote" in props and hi.is_ready(release) and \
-            (release["status"].get("history") or [{}])[0].get("chartVersion") == "0.1.1"
+            str((release["status"].get("history") or [{}])[0].get("chartVersion")).startswith("0.1.1+")
     hi.wait_for("the HelmRelease to upgrade to 0.1.1 with its CRD", upgraded, 240, diagnose)
 
     # Clean up in the README's order: the resources (pruned with their Kustomization), then the release.
