@@ -51,7 +51,7 @@ def one_point_per_day(obj: dict[str, Any]) -> None:
 def test_sigkill_mid_scrape_then_restart(crd: Cluster, namespace: str, github: FakeGitHub) -> None:
     github.add_package("kill", "app", total=10)
     lease = {"PACKAGESTATS_LEASE_NAME": f"packagestats-kill-{uuid.uuid4().hex[:8]}"}
-    with running_operator(crd.kubeconfig, github.base_url, lease) as op:
+    with running_operator(crd.kubeconfig, github.base_url, lease, namespace=namespace) as op:
         apply_packagestats(crd, namespace, "kill", {"owner": "kill", "packages": [{"name": "app"}]})
         wait_for("Ready", lambda: ready(crd, namespace, "kill", 10), 90, op=op)
         github.set_total("kill", "app", 11)
@@ -63,7 +63,7 @@ def test_sigkill_mid_scrape_then_restart(crd: Cluster, namespace: str, github: F
         op.proc.wait(10)
     before = get(crd, namespace, "kill")
     assert before["status"]["totalDownloads"] == 10  # the killed scrape wrote nothing
-    with running_operator(crd.kubeconfig, github.base_url, lease) as op:
+    with running_operator(crd.kubeconfig, github.base_url, lease, namespace=namespace) as op:
         # The killed process still holds the Lease: its successor takes over when it runs out (15 s).
         obj = wait_for("the restarted operator to finish the scrape", lambda: ready(crd, namespace, "kill", 11),
                        90, op=op)
@@ -83,7 +83,7 @@ def test_hostile_pages_at_once_are_each_a_parser_limit(crd: Cluster, namespace: 
     settings = {"PACKAGESTATS_WASM_MEMORY_BYTES": str(16 << 20), "PACKAGESTATS_MAX_PARSES": "2",
                 "PACKAGESTATS_MAX_RESPONSE_BYTES": str(9 << 20), "PACKAGESTATS_MAX_CONCURRENCY": "8",
                 "PACKAGESTATS_MAX_CONCURRENCY_PER_HOST": "8", "PACKAGESTATS_REQUEST_TIMEOUT_SECONDS": "30"}
-    with running_operator(crd.kubeconfig, github.base_url, settings) as op:
+    with running_operator(crd.kubeconfig, github.base_url, settings, namespace=namespace) as op:
         apply_packagestats(crd, namespace, "hostile", {
             "owner": "hostile", "packages": [{"name": n} for n in ["fine", *hostile]]})
 
@@ -109,7 +109,7 @@ def test_apiserver_away_for_five_minutes(crd: Cluster, namespace: str, github: F
     if cp is None:
         pytest.skip("needs the local control plane (its apiserver is stopped and started)")
     github.add_package("outage", "app", total=100)
-    with running_operator(crd.kubeconfig, github.base_url) as op:
+    with running_operator(crd.kubeconfig, github.base_url, namespace=namespace) as op:
         apply_packagestats(crd, namespace, "outage", {"owner": "outage", "interval": "1m",
                                                       "retryInterval": "10s", "packages": [{"name": "app"}]})
         wait_for("Ready", lambda: ready(crd, namespace, "outage", 100), 90, op=op)

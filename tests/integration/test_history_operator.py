@@ -51,7 +51,8 @@ def _cond(kube: Cluster, namespace: str, name: str, type_: str, status_: str, lo
 def test_scrapes_are_recorded_and_read_back(crd: Cluster, namespace: str, github: FakeGitHub,
                                             tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/history.db"
-    with running_operator(crd.kubeconfig, github.base_url, {"PACKAGESTATS_HISTORY_URL": url}) as op:
+    with running_operator(crd.kubeconfig, github.base_url, {"PACKAGESTATS_HISTORY_URL": url},
+                          namespace=namespace) as op:
         apply_packagestats(crd, namespace, "tools", {"owner": "hist-org", "packages": [
             {"name": "tool", "repository": "tool"}, {"name": "lib", "type": "npm"}]})
         obj = _cond(crd, namespace, "tools", "History", "True", op.log)
@@ -72,7 +73,8 @@ def test_scrapes_are_recorded_and_read_back(crd: Cluster, namespace: str, github
 
 def test_a_database_that_is_down_never_stops_scraping(crd: Cluster, namespace: str, github: FakeGitHub) -> None:
     url = f"postgresql://packagestats:{SECRET}@127.0.0.1:9/packagestats"  # nothing listens on port 9
-    with running_operator(crd.kubeconfig, github.base_url, {"PACKAGESTATS_HISTORY_URL": url}) as op:
+    with running_operator(crd.kubeconfig, github.base_url, {"PACKAGESTATS_HISTORY_URL": url},
+                          namespace=namespace) as op:
         apply_packagestats(crd, namespace, "down", {"owner": "juanfont", "packages": [
             {"name": "headscale", "repository": "headscale"}]})
         obj = _cond(crd, namespace, "down", "History", "False", op.log)
@@ -124,7 +126,7 @@ def test_a_refused_status_write_is_never_silent(crd: Cluster, namespace: str, gi
     policy = POLICY.replace("NAMESPACE", namespace).replace("NAME", f"refuse-{namespace}")
     crd.kubectl("apply", "-f", "-", input=policy)
     try:
-        with running_operator(crd.kubeconfig, github.base_url) as op:
+        with running_operator(crd.kubeconfig, github.base_url, namespace=namespace) as op:
             apply_packagestats(crd, namespace, "refused", {"owner": "hist-org", "packages": [
                 {"name": "tool", "repository": "tool"}, {"name": "lib", "type": "npm"}]})
 

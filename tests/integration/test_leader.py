@@ -48,7 +48,7 @@ def test_only_the_leader_scrapes_and_a_standby_takes_over(crd: Cluster, namespac
         for who in ("one", "two"):
             ops[who] = stack.enter_context(running_operator(crd.kubeconfig, github.base_url, {
                 "PACKAGESTATS_LEASE_NAME": lease_name, "PACKAGESTATS_POD_NAME": f"op-{who}",
-                "PACKAGESTATS_USER_AGENT": f"packagestats-test-{who}"}))
+                "PACKAGESTATS_USER_AGENT": f"packagestats-test-{who}"}, namespace=namespace))
 
         def holder() -> str | None:
             got = lease(crd, lease_name)

@@ -55,7 +55,7 @@ def test_a_new_parser_and_a_drifted_page(crd: Cluster, namespace: str, github: F
                                              cache_dir=None)).items():
         (mounted / name.replace("selftest/", "selftest-")).write_bytes(data)
     env = {"PACKAGESTATS_PARSER_SOURCE": f"file:{mounted / 'parser.wasm'}", "PACKAGESTATS_PARSER_CHECK_SECONDS": "1"}
-    with running_operator(crd.kubeconfig, github.base_url, env) as op:
+    with running_operator(crd.kubeconfig, github.base_url, env, namespace=namespace) as op:
         apply_packagestats(crd, namespace, "headscale", {
             "owner": "juanfont", "interval": "1h", "retryInterval": "1h",
             "packages": [{"name": "headscale", "repository": "headscale"}]})

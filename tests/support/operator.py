@@ -47,9 +47,11 @@ class OperatorProcess:
 
 
 @contextmanager
-def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, str] | None = None,
-                     ) -> Iterator[OperatorProcess]:
-    """Start `packagestats run`; yield its pid and log file; stop it (SIGTERM, as Kubernetes would)."""
+def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, str] | None = None, *,
+                     namespace: str | None = None) -> Iterator[OperatorProcess]:
+    """Start `packagestats run`, watching `namespace` only when given (a test's own: the objects of
+    earlier tests stay behind in Terminating namespaces and would otherwise be scraped too); yield its
+    pid and log file; stop it (SIGTERM, as Kubernetes would)."""
     workdir = Path(tempfile.mkdtemp(prefix="packagestats-op-"))
     log_path = workdir / "operator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKAGESTATS_")}
@@ -58,6 +60,8 @@ def running_operator(kubeconfig: Path, github_url: str, extra_env: Mapping[str, 
                 "PACKAGESTATS_CACHE_DIR": str(workdir / "cache"),
                 # A Lease of its own: an operator killed by an earlier test does not hold this one up.
                 "PACKAGESTATS_LEASE_NAME": f"packagestats-{uuid.uuid4().hex[:12]}"})
+    if namespace is not None:
+        env["PACKAGESTATS_NAMESPACES"] = namespace
     env.update(extra_env or {})
     script = Path(sys.executable).parent / "packagestats"
     with open(log_path, "wb") as log:
