@@ -24,29 +24,29 @@ wasm-check:  ## rebuild the parser and fail if it differs from the committed one
 	bash wasm/build.sh --check
 
 controlplane: setup  ## build kube-apiserver, etcd, kubectl and helm into ~/.cache/packagestats (once)
-	$(BIN)/python hack/controlplane.py build
+	$(BIN)/python -m hack.controlplane build
 
 cluster: setup  ## start a local control plane; prints `export KUBECONFIG=...`
-	@$(BIN)/python hack/controlplane.py up
+	@$(BIN)/python -m hack.controlplane up
 
 cluster-down:
-	@$(BIN)/python hack/controlplane.py down
+	@$(BIN)/python -m hack.controlplane down
 
 node: setup  ## a real one-node cluster (kubelet, containerd 2.x, runc); prints `export KUBECONFIG=...`
-	@$(BIN)/python hack/node.py up
+	@$(BIN)/python -m hack.node up
 
 node-down:  ## stop every process of `make node`, unmount what it mounted, remove its files
-	@$(BIN)/python hack/flux.py down
-	@$(BIN)/python hack/node.py down
+	@$(BIN)/python -m hack.flux down
+	@$(BIN)/python -m hack.node down
 
 image: setup  ## build the image from the Dockerfile (buildah) and load it into the node; prints its reference
-	@$(BIN)/python hack/images.py load
+	@$(BIN)/python -m hack.images load
 
 flux: setup  ## Flux's controllers and an OCI registry on the running node; prints PACKAGESTATS_OCI_REGISTRY
-	@$(BIN)/python hack/flux.py up
+	@$(BIN)/python -m hack.flux up
 
 flux-down:
-	@$(BIN)/python hack/flux.py down
+	@$(BIN)/python -m hack.flux down
 
 # The parser as a Flux OCI artifact: parser.wasm and its self-test page (wasm/artifact.py checks it as the
 # operator will), pushed to $(PACKAGESTATS_OCI_REGISTRY)/$(PARSER_REPOSITORY):$(PARSER_TAG).
@@ -57,7 +57,7 @@ parser-artifact: setup  ## pack PARSER (default: the built-in module) as a Flux 
 	@test -n "$(PACKAGESTATS_OCI_REGISTRY)" || { echo "set PACKAGESTATS_OCI_REGISTRY (make flux prints it)" >&2; exit 2; }
 	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
 	$(BIN)/python wasm/artifact.py "$$dir/artifact" --parser "$(PARSER)" && \
-	$(BIN)/python hack/oci.py push "$$dir/artifact" "$(PACKAGESTATS_OCI_REGISTRY)/$(PARSER_REPOSITORY):$(PARSER_TAG)" \
+	$(BIN)/python -m hack.oci push "$$dir/artifact" "$(PACKAGESTATS_OCI_REGISTRY)/$(PARSER_REPOSITORY):$(PARSER_TAG)" \
 	  --revision "$(PARSER_TAG)@sha256:$$(sha256sum "$(PARSER)" | cut -d' ' -f1)"
 
 # On a laptop with Docker and kind (not on this project's machines: no Docker engine): the same e2e tests.
@@ -74,10 +74,10 @@ test-e2e: setup  ## only the node, image, Helm and Flux tests
 	$(BIN)/pytest tests/e2e
 
 demo: setup  ## control plane + GitHub stand-in + operator + a sample PackageStats
-	$(BIN)/python hack/demo.py up
+	$(BIN)/python -m hack.demo up
 
 demo-down:
-	$(BIN)/python hack/demo.py down
+	$(BIN)/python -m hack.demo down
 
 crd: setup  ## regenerate crds/ from src/packagestats/api.py
 	$(BIN)/packagestats crd > crds/packagestats.dev_packagestats.yaml
@@ -94,10 +94,10 @@ postgres-deps:  ## Debian's PostgreSQL binaries for the history database tests (
 	bash hack/postgres-deps.sh
 
 postgres: setup postgres-deps  ## a throwaway PostgreSQL on loopback; prints `export PACKAGESTATS_HISTORY_URL=...`
-	@$(BIN)/python hack/postgres.py up
+	@$(BIN)/python -m hack.postgres up
 
 postgres-down:
-	@$(BIN)/python hack/postgres.py down
+	@$(BIN)/python -m hack.postgres down
 
 test: setup controlplane postgres-deps  ## everything CI runs
 	$(MAKE) lint

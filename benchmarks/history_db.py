@@ -40,8 +40,8 @@ from packagestats.history_db import HistoryDB  # noqa: E402
 from packagestats.status import Scraped  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-import postgres  # noqa: E402
+sys.path.insert(0, str(REPO))
+from hack import postgres  # noqa: E402
 
 PER_RESOURCE = 200
 START = datetime.datetime(2025, 1, 1, 23, 0, tzinfo=datetime.UTC)

@@ -33,13 +33,12 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "hack"), str(REPO)]
+sys.path[:0] = [str(REPO)]
 
+from hack import controlplane  # noqa: E402
+from packagestats.api import parse_duration  # noqa: E402
 from tests.support.fake_github import FakeGitHub, make_versions  # noqa: E402
 from tests.support.operator import running_operator  # noqa: E402
-
-import controlplane  # noqa: E402
-from packagestats.api import parse_duration  # noqa: E402
 
 CRD = REPO / "crds" / "packagestats.dev_packagestats.yaml"
 WRITES = {"create", "update", "patch", "delete"}

@@ -4,9 +4,9 @@
 No registry ships kube-apiserver and no Docker engine runs here, so the binaries are built from the
 Go module proxy into a versioned cache outside the repository and reused on later runs.
 
-    python hack/controlplane.py build        # build what is missing, print the bin directory
-    python hack/controlplane.py up           # start, print `export KUBECONFIG=...`
-    python hack/controlplane.py down         # stop what `up` started, remove its files
+    python -m hack.controlplane build        # build what is missing, print the bin directory
+    python -m hack.controlplane up           # start, print `export KUBECONFIG=...`
+    python -m hack.controlplane down         # stop what `up` started, remove its files
 
 The same class serves the pytest session fixture (tests/conftest.py).
 """
@@ -15,28 +15,22 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import ipaddress
-import json
-import os
-import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hack import procs, toolchain
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 
-CACHE = Path(os.environ.get("PACKAGESTATS_CACHE", Path.home() / ".cache" / "packagestats"))
+CACHE = toolchain.CACHE
 # Bumped when the way the binaries are built changes, so that a cache of older builds is not reused.
 BUILD_REVISION = 2
 BIN_DIR = CACHE / "bin" / f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_helm-{HELM_VERSION}_r{BUILD_REVISION}"
@@ -53,78 +47,12 @@ def log(msg: str) -> None:
 # Building
 
 
-def go(args: list[str], cwd: Path) -> None:
-    env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0", GOTOOLCHAIN="local")
-    log(f"go {' '.join(args)}  (in {cwd})")
-    subprocess.run(["go", *args], cwd=cwd, env=env, check=True)
-
-
-def staging_replaces(kube_version: str) -> list[str]:
-    """k8s.io/kubernetes pins its staging modules at v0.0.0 with replaces that do not apply to a
-    module that requires it: replace each with the published v0.X.Y of the same release."""
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{kube_version}"],
-        check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(),
-        env=dict(os.environ, GOFLAGS="-mod=mod", GO111MODULE="on"),
-    )
-    gomod = Path(json.loads(out.stdout)["GoMod"]).read_text()
-    staging_version = "v0." + kube_version.removeprefix("v1.")
-    names = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, flags=re.M)
-    if not names:
-        raise RuntimeError(f"no staging replaces found in k8s.io/kubernetes@{kube_version}")
-    return [f"replace {n} => {n} {staging_version}" for n in sorted(set(names))]
-
-
-def version_ldflags(kube_version: str) -> list[str]:
-    """What Kubernetes' own build stamps into its binaries: without it they report v0.0.0-master,
-    which `kubectl version` refuses to parse and version checks (Helm's kubeVersion) get wrong."""
-    major, minor = kube_version.removeprefix("v").split(".")[:2]
-    flags = []
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [f"-X {pkg}.gitVersion={kube_version}", f"-X {pkg}.gitMajor={major}",
-                  f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean"]
-    return flags
-
-
-def build_module(name: str, require: dict[str, str], replaces: list[str],
-                 packages: dict[str, str], out_dir: Path, ldflags: list[str] | None = None,
-                 tags: list[str] | None = None, tidy: bool = True) -> None:
-    """A throwaway wrapper module whose only job is to pin versions and `go build` main packages.
-
-    `tidy=False` for modules whose main package is the module's root: tidy drops a requirement that
-    only a main package uses, so `-mod=mod` (in `go`) resolves it while building instead."""
-    src = CACHE / "src" / name
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    lines = [f"module packagestats.dev/hack/{name}", "", "go 1.26", ""]
-    lines += [f"require {mod} {ver}" for mod, ver in require.items()]
-    lines += ["", *replaces, ""]
-    (src / "go.mod").write_text("\n".join(lines))
-    imports = "\n".join(f'\t_ "{pkg}"' for pkg in packages.values())
-    (src / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
-    if tidy:
-        go(["mod", "tidy"], src)
-    tmp_out = out_dir.with_name(out_dir.name + ".partial")
-    tmp_out.mkdir(parents=True, exist_ok=True)
-    for binary, pkg in packages.items():
-        flags = " ".join(["-s", "-w", *(ldflags or [])])
-        tag_args = [f"-tags={','.join(tags)}"] if tags else []
-        go(["build", "-trimpath", *tag_args, f"-ldflags={flags}", "-o", str(tmp_out / binary), pkg], src)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for binary in packages:
-        os.replace(tmp_out / binary, out_dir / binary)
-    shutil.rmtree(tmp_out, ignore_errors=True)
-
-
 def build(only: list[str] | None = None) -> Path:
     """Build the missing binaries into BIN_DIR and return it (a no-op when all are cached)."""
     wanted = set(only or BINARIES)
     if all((BIN_DIR / b).exists() for b in wanted):
         return BIN_DIR
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "build.lock", "w") as lock:
-        # Another process may be building the same binaries: wait for it rather than race it.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with toolchain.build_lock():
         return _build_missing(wanted)
 
 
@@ -136,21 +64,21 @@ def _build_missing(wanted: set[str]) -> Path:
         raise RuntimeError("`go` is not on PATH: it is needed once to build the control plane")
     start = time.monotonic()
     if missing & {"kube-apiserver", "kubectl"}:
-        build_module(
+        toolchain.build_module(
             "kubernetes",
             {"k8s.io/kubernetes": KUBERNETES_VERSION},
-            staging_replaces(KUBERNETES_VERSION),
+            toolchain.staging_replaces(KUBERNETES_VERSION),
             {b: f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kubectl") if b in missing},
             BIN_DIR,
-            version_ldflags(KUBERNETES_VERSION),
+            toolchain.version_ldflags(KUBERNETES_VERSION),
         )
     if "etcd" in missing:
-        build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
+        toolchain.build_module("etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, [],
                       {"etcd": "go.etcd.io/etcd/server/v3"}, BIN_DIR)
     if "helm" in missing:
         # Helm renders templates offline for this Kubernetes version (its default is 1.20).
         major, minor = KUBERNETES_VERSION.removeprefix("v").split(".")[:2]
-        build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
+        toolchain.build_module("helm", {"helm.sh/helm/v3": HELM_VERSION}, [],
                       {"helm": "helm.sh/helm/v3/cmd/helm"}, BIN_DIR,
                       [f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={major}",
                        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}"])
@@ -230,12 +158,6 @@ def _certs(d: Path) -> None:
 # Running
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _kubeconfig(server: str, d: Path) -> str:
     return f"""apiVersion: v1
 kind: Config
@@ -280,7 +202,7 @@ class ControlPlane:
         d = self.workdir
         (d / "pki").mkdir(parents=True, exist_ok=True)
         _certs(d / "pki")
-        etcd_client, etcd_peer, secure = _free_port(), _free_port(), _free_port()
+        etcd_client, etcd_peer, secure = procs.free_port(), procs.free_port(), procs.free_port()
         self._spawn("etcd", [
             str(self.bin_dir / "etcd"),
             "--data-dir", str(d / "etcd"),
@@ -332,7 +254,7 @@ class ControlPlane:
         """Stop kube-apiserver alone, as in an outage; etcd keeps running with the data."""
         proc = self.procs.pop("kube-apiserver", None)
         if proc is not None:
-            terminate(proc.pid, proc)
+            procs.terminate(proc.pid, proc)
 
     def start_apiserver(self, timeout: float = 60.0) -> None:
         """Start kube-apiserver again after stop_apiserver(), on the same address and certificates."""
@@ -340,11 +262,7 @@ class ControlPlane:
         self._wait(f"{self.server}/readyz", time.monotonic() + timeout, "kube-apiserver")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-        logf.close()
-        (self.workdir / f"{name}.pid").write_text(str(self.procs[name].pid))
+        self.procs[name] = procs.spawn(self.workdir, name, argv)
 
     def _wait(self, url: str, deadline: float, name: str) -> None:
         ctx: ssl.SSLContext | None = None
@@ -352,27 +270,14 @@ class ControlPlane:
             pki = self.workdir / "pki"
             ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
             ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        last = ""
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
-                    if r.status == 200:
-                        return
-            except Exception as e:  # noqa: BLE001 - not up yet, keep polling
-                last = str(e)
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready at {url}: {last}")
+        procs.wait_until(procs.answers(url, ctx), deadline, self.workdir, name, self.procs[name], interval=0.2)
 
     def stop(self) -> None:
         # The apiserver first, so that it does not log a storm of etcd errors.
         for name in ("kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                terminate(proc.pid, proc)
+                procs.terminate(proc.pid, proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ControlPlane:
@@ -380,44 +285,6 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def apt_install(packages: dict[str, str]) -> None:
-    """Install the Debian packages (name -> a file each installs) that are missing; the package lists are
-    refreshed only when an install fails without them (a fresh machine has none)."""
-    missing = [pkg for pkg, path in packages.items() if not Path(path).exists()]
-    if not missing:
-        return
-    log(f"apt-get install {' '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-qq", *missing]
-    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL)
-
-
-def terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc is not None:
-            if proc.poll() is not None:
-                return
-        else:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        if proc is not None:
-            proc.wait(5)
-    except ProcessLookupError:
-        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,7 +298,7 @@ def down() -> None:
     for name in ("kube-apiserver", "etcd"):
         pid_file = STATE_DIR / f"{name}.pid"
         if pid_file.exists():
-            terminate(int(pid_file.read_text()))
+            procs.terminate(int(pid_file.read_text()))
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     log("stopped")
 

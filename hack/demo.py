@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The main job on one machine: a local control plane, a GitHub stand-in, the operator, a sample resource.
 
-    python hack/demo.py up      # start everything, wait for the sample to be Ready, print it
-    python hack/demo.py down    # stop everything `up` started
+    python -m hack.demo up      # start everything, wait for the sample to be Ready, print it
+    python -m hack.demo down    # stop everything `up` started
 
 github.com is often out of reach of a test machine, so the operator reads the real captured pages of
 `deploy/samples/packagestats.yaml`'s packages from a local stand-in. Set PACKAGESTATS_GITHUB_URL to
@@ -19,12 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from hack import controlplane, procs, toolchain
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "hack"), str(REPO)]
-
-import controlplane  # noqa: E402
-
-DEMO_DIR = controlplane.CACHE / "demo"
+DEMO_DIR = toolchain.CACHE / "demo"
 SAMPLE = REPO / "deploy" / "samples" / "packagestats.yaml"
 CRD = REPO / "crds" / "packagestats.dev_packagestats.yaml"
 
@@ -39,13 +37,6 @@ def serve_github(port_file: Path) -> None:
     port_file.write_text(str(gh.port))
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     gh.stop()
-
-
-def _spawn(name: str, argv: list[str], env: dict[str, str]) -> None:
-    with open(DEMO_DIR / f"{name}.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-    (DEMO_DIR / f"{name}.pid").write_text(str(proc.pid))
 
 
 def up() -> None:
@@ -64,14 +55,15 @@ def up() -> None:
     github_url = os.environ.get("PACKAGESTATS_GITHUB_URL")
     if not github_url:
         port_file = DEMO_DIR / "github.port"
-        _spawn("github", [sys.executable, __file__, "serve-github", str(port_file)], env)
+        procs.spawn(DEMO_DIR, "github", [sys.executable, "-m", "hack.demo", "serve-github", str(port_file)],
+                    dict(env, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 20
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         github_url = f"http://127.0.0.1:{port_file.read_text()}"
     script = Path(sys.executable).parent / "packagestats"
-    _spawn("operator", [str(script), "run"], dict(env, PACKAGESTATS_GITHUB_URL=github_url,
-                                                  PACKAGESTATS_HEALTH_PORT="0", PACKAGESTATS_METRICS_PORT="0"))
+    procs.spawn(DEMO_DIR, "operator", [str(script), "run"], dict(
+        env, PACKAGESTATS_GITHUB_URL=github_url, PACKAGESTATS_HEALTH_PORT="0", PACKAGESTATS_METRICS_PORT="0"))
     kubectl("apply", "-f", str(SAMPLE))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -92,7 +84,7 @@ def down() -> None:
         for name in ("operator", "github"):
             pid_file = DEMO_DIR / f"{name}.pid"
             if pid_file.exists():
-                controlplane.terminate(int(pid_file.read_text()))
+                procs.terminate(int(pid_file.read_text()))
         for f in DEMO_DIR.iterdir():
             f.unlink()
         DEMO_DIR.rmdir()

@@ -2,10 +2,10 @@
 """Real Flux on the node of hack/node.py: source-, helm- and kustomize-controller built from their Go
 modules and run as processes with the node's kubeconfig, and an OCI registry on loopback to push to.
 
-    python hack/flux.py build   # build the controllers (once; cached), print the bin directory
-    python hack/flux.py up      # on a running node: CRDs, controllers, registry; prints
+    python -m hack.flux build   # build the controllers (once; cached), print the bin directory
+    python -m hack.flux up      # on a running node: CRDs, controllers, registry; prints
                                 #   export PACKAGESTATS_OCI_REGISTRY=127.0.0.1:PORT
-    python hack/flux.py down    # stop them and remove their files
+    python -m hack.flux down    # stop them and remove their files
 
 The module proxy here serves only some versions; this set builds and speaks Flux 2.9's APIs
 (helm.toolkit.fluxcd.io/v2, source.toolkit.fluxcd.io/v1, kustomize.toolkit.fluxcd.io/v1). Each is built
@@ -16,20 +16,16 @@ the published api module of the same version is required instead).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import controlplane
+from hack import controlplane, procs, toolchain
 
 # name -> (module, version, extra replaces beyond the module's own)
 CONTROLLERS: dict[str, tuple[str, str, list[str]]] = {
@@ -40,25 +36,15 @@ CONTROLLERS: dict[str, tuple[str, str, list[str]]] = {
     "kustomize-controller": ("github.com/fluxcd/kustomize-controller", "v1.9.6", []),
 }
 FLUX_REVISION = 1
-FLUX_BIN_DIR = controlplane.CACHE / "bin" / ("flux-" + "_".join(
+FLUX_BIN_DIR = toolchain.CACHE / "bin" / ("flux-" + "_".join(
     f"{n.split('-')[0]}-{v}" for n, (_, v, _) in CONTROLLERS.items()) + f"_r{FLUX_REVISION}")
-STATE_DIR = controlplane.CACHE / "flux"
+STATE_DIR = toolchain.CACHE / "flux"
 NAMESPACE = "flux-system"
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
 
 def log(msg: str) -> None:
     print(f"[flux] {msg}", file=sys.stderr, flush=True)
-
-
-def _module_dir(module: str, version: str) -> Path:
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local", GO111MODULE="on")
-    out = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True,
-                         text=True, env=env, cwd=tempfile.gettempdir(), check=False)
-    info = json.loads(out.stdout or "{}")
-    if out.returncode != 0 or "Error" in info:
-        raise RuntimeError(f"go mod download {module}@{version}: {info.get('Error', out.stderr)}")
-    return Path(info["Dir"])
 
 
 def _replaces(gomod: str) -> list[str]:
@@ -73,18 +59,14 @@ def _replaces(gomod: str) -> list[str]:
 def build() -> Path:
     if all((FLUX_BIN_DIR / n).exists() for n in CONTROLLERS):
         return FLUX_BIN_DIR
-    import fcntl
-
-    controlplane.CACHE.mkdir(parents=True, exist_ok=True)
-    with open(controlplane.CACHE / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with toolchain.build_lock():
         for name, (module, version, extra) in CONTROLLERS.items():
             if (FLUX_BIN_DIR / name).exists():
                 continue
             start = time.monotonic()
-            gomod = (_module_dir(module, version) / "go.mod").read_text()
-            controlplane.build_module(name, {module: version}, [*_replaces(gomod), *extra], {name: module},
-                                      FLUX_BIN_DIR, tidy=False)
+            gomod = (toolchain.module_dir(module, version) / "go.mod").read_text()
+            toolchain.build_module(name, {module: version}, [*_replaces(gomod), *extra], {name: module},
+                                   FLUX_BIN_DIR, tidy=False)
             log(f"built {name} {version} in {time.monotonic() - start:.0f}s")
     return FLUX_BIN_DIR
 
@@ -92,13 +74,13 @@ def build() -> Path:
 def crd_files() -> list[Path]:
     files = []
     for module, version, _ in CONTROLLERS.values():
-        files += sorted((_module_dir(module, version) / "config" / "crd" / "bases").glob("*.yaml"))
+        files += sorted((toolchain.module_dir(module, version) / "config" / "crd" / "bases").glob("*.yaml"))
     return files
 
 
 def ensure_registry() -> None:
     if not Path(REGISTRY_BINARY).exists():
-        controlplane.apt_install({"docker-registry": REGISTRY_BINARY})
+        toolchain.apt_install({"docker-registry": REGISTRY_BINARY})
         # The package starts a system service on port 5000; ours runs on a port of its own.
         subprocess.run(["systemctl", "disable", "--now", "docker-registry"], capture_output=True, check=False)
         subprocess.run(["pkill", "-f", "^/usr/bin/docker-registry serve /etc/docker/registry"],
@@ -142,19 +124,19 @@ class Flux:
                        capture_output=True)
         subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
                        check=True, capture_output=True)
-        port, debug = controlplane._free_port(), controlplane._free_port()
+        port, debug = procs.free_port(), procs.free_port()
         (d / "registry.yml").write_text(_registry_config(d, port, debug))
         self._spawn("registry", [REGISTRY_BINARY, "serve", str(d / "registry.yml")])
         self.registry = f"127.0.0.1:{port}"
         (d / "registry").mkdir(exist_ok=True)
         env = {"KUBECONFIG": str(self.kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
         for name in CONTROLLERS:
-            metrics, health = controlplane._free_port(), controlplane._free_port()
+            metrics, health = procs.free_port(), procs.free_port()
             argv = [str(self.bin_dir / name), f"--metrics-addr=127.0.0.1:{metrics}",
                     f"--health-addr=127.0.0.1:{health}", "--enable-leader-election=false",
                     "--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json"]
             if name == "source-controller":
-                storage = controlplane._free_port()
+                storage = procs.free_port()
                 (d / "storage").mkdir(exist_ok=True)
                 argv += [f"--storage-path={d / 'storage'}", f"--storage-addr=127.0.0.1:{storage}",
                          f"--storage-adv-addr=127.0.0.1:{storage}"]
@@ -168,27 +150,10 @@ class Flux:
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=dict(os.environ, **(env or {})), start_new_session=True)
-        logf.close()
-        (self.workdir / f"{name}.pid").write_text(str(self.procs[name].pid))
+        self.procs[name] = procs.spawn(self.workdir, name, argv, dict(os.environ, **(env or {})))
 
     def _wait_http(self, name: str, url: str, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except Exception as e:  # noqa: BLE001 - not up yet
-                last = str(e)
-            time.sleep(0.3)
-        raise TimeoutError(f"{name} not ready at {url}: {last}")
+        procs.wait_until(procs.answers(url), deadline, self.workdir, name, self.procs[name])
 
     def stop(self) -> None:
         teardown(self.workdir)
@@ -208,7 +173,7 @@ def teardown(d: Path) -> None:
     for name in [*CONTROLLERS, "registry"]:
         pid_file = d / f"{name}.pid"
         if pid_file.exists():
-            controlplane.terminate(int(pid_file.read_text()))
+            procs.terminate(int(pid_file.read_text()))
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -223,7 +188,7 @@ def main() -> None:
     if args.command == "down":
         log("stopped")
         return
-    import node
+    from hack import node  # a node must be running; nothing else here needs it
 
     kubeconfig = node.Node(node.STATE_DIR).kubeconfig
     if not kubeconfig.exists():

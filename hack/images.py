@@ -2,8 +2,8 @@
 """Container images without a registry or a Docker engine: base images made from Debian packages, the
 sandbox ("pause") image, and the project's own image built from its Dockerfile by buildah.
 
-    python hack/images.py build          # build localhost/packagestats:VERSION, print its reference
-    python hack/images.py load           # ... and import it into the node of hack/node.py (`make image`)
+    python -m hack.images build          # build localhost/packagestats:VERSION, print its reference
+    python -m hack.images load           # ... and import it into the node of hack/node.py (`make image`)
 
 No image registry is reachable here, so the base images the Dockerfile names (what a laptop would pull)
 are made locally with mmdebstrap under the same names: the Dockerfile has one form for both. They carry
@@ -23,11 +23,10 @@ import tomllib
 from pathlib import Path
 from typing import Protocol
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import controlplane
+from hack import toolchain
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES_DIR = controlplane.CACHE / "images"
+IMAGES_DIR = toolchain.CACHE / "images"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"localhost/packagestats:{VERSION}"
 # Bump when the way a base is made changes, so that an older one is not reused.
@@ -70,7 +69,7 @@ def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_tools() -> None:
-    controlplane.apt_install(TOOLS)
+    toolchain.apt_install(TOOLS)
 
 
 def _exists(ref: str) -> bool:
@@ -201,7 +200,7 @@ def main() -> None:
         ensure_tools()
     ref = build_image()
     if args.command == "load":
-        import node
+        from hack import node  # node imports this module for the pause image
 
         n = node.Node(node.STATE_DIR)
         if not n.socket.exists():

@@ -2,9 +2,9 @@
 """A real one-node Kubernetes cluster on this machine: the control plane of controlplane.py plus
 kube-controller-manager, kube-scheduler, kubelet, containerd 2.x and Debian's runc.
 
-    python hack/node.py build    # build what is missing (kubelet & co., containerd), print the bin directory
-    python hack/node.py up       # start it all, wait for the node to be Ready, print `export KUBECONFIG=...`
-    python hack/node.py down     # stop every process, unmount what the kubelet mounted, remove its files
+    python -m hack.node build    # build what is missing (kubelet & co., containerd), print the bin directory
+    python -m hack.node up       # start it all, wait for the node to be Ready, print `export KUBECONFIG=...`
+    python -m hack.node down     # stop every process, unmount what the kubelet mounted, remove its files
 
 Kubernetes 1.36 supports only containerd >= 2.0, and Debian 12 has 1.6, so containerd is built from its Go
 module like the rest. No registry is reachable: the sandbox ("pause") image is built here (images.py) and
@@ -26,19 +26,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import controlplane
+from hack import controlplane, images, procs, toolchain
 
 CONTAINERD_VERSION = "v2.4.2"
 NODE_REVISION = 1
-NODE_BIN_DIR = (controlplane.CACHE / "bin"
+NODE_BIN_DIR = (toolchain.CACHE / "bin"
                 / f"node-k8s-{controlplane.KUBERNETES_VERSION}_containerd-{CONTAINERD_VERSION}_r{NODE_REVISION}")
 NODE_BINARIES = ("kubelet", "kube-controller-manager", "kube-scheduler",
                  "containerd", "containerd-shim-runc-v2", "ctr")
-STATE_DIR = controlplane.CACHE / "node"
+STATE_DIR = toolchain.CACHE / "node"
 NODE_NAME = "127.0.0.1"
 # Paths the kubelet and containerd use whatever their root dirs say; `down` removes them.
 OUTSIDE_PATHS = ("/run/containerd/s", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet/device-plugins",
@@ -59,25 +59,21 @@ def build() -> Path:
     its runc shim and ctr from containerd's module. A no-op when all are cached."""
     if all((NODE_BIN_DIR / b).exists() for b in NODE_BINARIES):
         return NODE_BIN_DIR
-    controlplane.CACHE.mkdir(parents=True, exist_ok=True)
-    import fcntl
-
-    with open(controlplane.CACHE / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with toolchain.build_lock():
         start = time.monotonic()
         kube = [b for b in ("kubelet", "kube-controller-manager", "kube-scheduler")
                 if not (NODE_BIN_DIR / b).exists()]
         if kube:
             version = controlplane.KUBERNETES_VERSION
-            controlplane.build_module(
-                "kubernetes-node", {"k8s.io/kubernetes": version}, controlplane.staging_replaces(version),
+            toolchain.build_module(
+                "kubernetes-node", {"k8s.io/kubernetes": version}, toolchain.staging_replaces(version),
                 {b: f"k8s.io/kubernetes/cmd/{b}" for b in kube}, NODE_BIN_DIR,
-                controlplane.version_ldflags(version))
+                toolchain.version_ldflags(version))
         runtime = [b for b in ("containerd", "containerd-shim-runc-v2", "ctr") if not (NODE_BIN_DIR / b).exists()]
         if runtime:
             # Static, without the snapshotters whose C libraries we do not need (overlayfs is built in).
             module = "github.com/containerd/containerd/v2"
-            controlplane.build_module(
+            toolchain.build_module(
                 "containerd", {module: CONTAINERD_VERSION}, [],
                 {b: f"{module}/cmd/{b}" for b in runtime}, NODE_BIN_DIR,
                 [f"-X {module}/version.Version={CONTAINERD_VERSION}"],
@@ -87,7 +83,7 @@ def build() -> Path:
 
 
 def ensure_debian_packages() -> None:
-    controlplane.apt_install(DEBIAN_PACKAGES)
+    toolchain.apt_install(DEBIAN_PACKAGES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,8 +199,6 @@ class Node:
 
     def start(self, timeout: float = 180.0) -> Node:
         t0 = time.monotonic()
-        import images  # the pause image
-
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
         self.cp = controlplane.ControlPlane(d / "cp", self.bin_dir).start()
@@ -221,7 +215,7 @@ class Node:
                     env)
         self._wait(lambda: self.socket.exists(), t0 + timeout, "containerd")
         images.import_pause(self)
-        cm_port, sched_port, kubelet_port, healthz = (controlplane._free_port() for _ in range(4))
+        cm_port, sched_port, kubelet_port, healthz = (procs.free_port() for _ in range(4))
         self._spawn("kube-controller-manager", [
             str(self.node_bin_dir / "kube-controller-manager"),
             f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
@@ -264,24 +258,10 @@ class Node:
         return out.returncode == 0 and out.stdout.strip() == "True"
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-        logf.close()
-        (self.workdir / f"{name}.pid").write_text(str(self.procs[name].pid))
+        self.procs[name] = procs.spawn(self.workdir, name, argv, env)
 
-    def _wait(self, probe: object, deadline: float, name: str) -> None:
-        assert callable(probe)
-        while time.monotonic() < deadline:
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
-            if probe():
-                return
-            time.sleep(0.5)
-        tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-        raise TimeoutError(f"{name} not ready in time:\n{tail}")
+    def _wait(self, probe: Callable[[], bool], deadline: float, name: str) -> None:
+        procs.wait_until(probe, deadline, self.workdir, name, self.procs.get(name), interval=0.5)
 
     def ctr(self, *args: str, input_path: Path | None = None) -> subprocess.CompletedProcess[str]:
         argv = [str(self.node_bin_dir / "ctr"), "--address", str(self.socket), "--namespace", "k8s.io", *args]
@@ -311,32 +291,27 @@ class Node:
 # Teardown: pods first, kubelet before containerd, then unmount and remove.
 
 
-def _pid(d: Path, name: str) -> int | None:
-    f = d / f"{name}.pid"
-    return int(f.read_text()) if f.exists() else None
-
-
 def teardown(d: Path, bin_dir: Path = controlplane.BIN_DIR) -> None:
     kubeconfig = d / "cp" / "kubeconfig"
-    kubelet = _pid(d, "kubelet")
+    kubelet = procs.pid_of(d, "kubelet")
     if kubelet is not None and kubeconfig.exists() and _alive(kubelet):
         # Let the kubelet stop the pods itself, so that containerd is left with nothing running.
         kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "--request-timeout=10s"]
         subprocess.run([*kubectl, "delete", "pods", "--all", "--all-namespaces", "--grace-period=2",
                         "--timeout=40s", "--wait=true"], capture_output=True, timeout=60, check=False)
     for name in ("kubelet", "kube-scheduler", "kube-controller-manager"):
-        pid = _pid(d, name)
+        pid = procs.pid_of(d, name)
         if pid is not None:
-            controlplane.terminate(pid)
+            procs.terminate(pid)
     _kill_shims(d)
-    pid = _pid(d, "containerd")
+    pid = procs.pid_of(d, "containerd")
     if pid is not None:
-        controlplane.terminate(pid)
+        procs.terminate(pid)
     cp_dir = d / "cp"
     for name in ("kube-apiserver", "etcd"):
-        pid = _pid(cp_dir, name)
+        pid = procs.pid_of(cp_dir, name)
         if pid is not None:
-            controlplane.terminate(pid)
+            procs.terminate(pid)
     _unmount_under(d)
     for path in OUTSIDE_PATHS:
         shutil.rmtree(path, ignore_errors=True)
@@ -364,7 +339,7 @@ def _kill_shims(d: Path) -> None:
         except OSError:
             continue
         if b"containerd-shim-runc-v2" in cmdline and str(d).encode() in cmdline:
-            controlplane.terminate(int(proc.name))
+            procs.terminate(int(proc.name))
 
 
 def _unmount_under(d: Path) -> None:

@@ -25,16 +25,19 @@ CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
-def tar_gz(directory: Path) -> bytes:
-    """The directory's files as a reproducible tar.gz (sorted, no owners, fixed times)."""
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """Files (path in the archive -> content) as a reproducible tar.gz: sorted, no owners, fixed times."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(str(path.relative_to(directory)))
-            data = path.read_bytes()
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def directory_files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
 
 
 def _digest(data: bytes) -> str:
@@ -66,7 +69,7 @@ def push(directory: Path, reference: str, *, source: str = "", revision: str = "
     if not (host and name and tag):
         raise ValueError(f"reference {reference!r} is not HOST/NAME:TAG")
     base = f"{'http' if plain_http else 'https'}://{host}"
-    layer, config = tar_gz(directory), b"{}"
+    layer, config = tar_gz(directory_files(directory)), b"{}"
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,

@@ -10,7 +10,6 @@ there and PACKAGESTATS_OCI_REGISTRY (a registry that cluster pulls from over pla
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,16 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from hack import controlplane, flux, images, node, oci
 from tests.support.cluster import Cluster
 from tests.support.fake_github import FakeGitHub
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
-import controlplane  # noqa: E402
-import flux  # noqa: E402
-import images  # noqa: E402
-import node  # noqa: E402
-import oci  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 __all__ = ["E2ECluster", "controlplane", "flux", "images", "node", "oci"]

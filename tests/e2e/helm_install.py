@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -11,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import yaml
+
+from hack.procs import free_port as free_port  # re-exported for the e2e tests
 from tests.e2e.conftest import E2ECluster
 from tests.support.fake_github import FakeGitHub
 
@@ -19,10 +22,27 @@ CHART = REPO / "charts" / "packagestats"
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+NEW_CRD_FIELD = "e2eNote"
+
+
+def bumped_chart(dest: Path, version: str) -> Path:
+    """A copy of the chart at `version` whose CRD gained the optional spec field NEW_CRD_FIELD."""
+    shutil.copytree(CHART, dest)
+    chart = yaml.safe_load((dest / "Chart.yaml").read_text())
+    chart["version"] = version
+    (dest / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    crd_file = next((dest / "crds").glob("*.yaml"))
+    crd = yaml.safe_load(crd_file.read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"][NEW_CRD_FIELD] = {"type": "string", "description": "added by an upgrade test"}
+    crd_file.write_text(yaml.safe_dump(crd))
+    return dest
+
+
+def crd_has_new_field(kube: E2ECluster) -> bool:
+    live = kube.kubectl_json("get", "crd", "packagestats.packagestats.dev")
+    return NEW_CRD_FIELD in live["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]
 
 
 def chart_values(kube: E2ECluster, image: str, github: FakeGitHub, metrics_port: int, health_port: int,

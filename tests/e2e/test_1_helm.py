@@ -94,21 +94,10 @@ def test_helm_install_upgrade_uninstall(kube: E2ECluster, image: str, github: Fa
 
     # Upgrade to a chart whose CRD gained a field: plain Helm leaves CRDs alone (the README says so);
     # the Deployment rolls to the new revision.
-    changed = tmp_path / "chart"
-    shutil.copytree(hi.CHART, changed)
-    chart = yaml.safe_load((changed / "Chart.yaml").read_text())
-    chart["version"] = "0.1.1-e2e"
-    (changed / "Chart.yaml").write_text(yaml.safe_dump(chart))
-    crd_file = next((changed / "crds").glob("*.yaml"))
-    crd = yaml.safe_load(crd_file.read_text())
-    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    spec_schema["properties"]["e2eNote"] = {"type": "string", "description": "added by the upgrade test"}
-    crd_file.write_text(yaml.safe_dump(crd))
+    changed = hi.bumped_chart(tmp_path / "chart", "0.1.1-e2e")
     helm.run("upgrade", release, str(changed), "-n", ops, "-f", str(values), "--set", "podLabels.upgraded=yes",
              "--wait", "--timeout=180s")
-    live = kube.kubectl_json("get", "crd", CRD_NAME)
-    assert "e2eNote" not in live["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
-        "properties"]
+    assert not hi.crd_has_new_field(kube)
     hi.wait_for("the upgraded pod", lambda: kube.kubectl(
         "get", "pods", "-n", ops, "-l", "upgraded=yes", "--field-selector=status.phase=Running",
         "-o", "name").stdout.strip(), 120, hi.diagnose(kube, ops))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -148,25 +147,14 @@ def _install_and_wait(kube: E2ECluster, registry: str, helm: hi.Helm, tmp_path: 
     assert suspended["status"]["observedGeneration"] == suspended["metadata"]["generation"]
 
     # A chart version with a changed CRD reaches the cluster through upgrade.crds: CreateReplace.
-    bumped = tmp_path / "chart"
-    shutil.copytree(hi.CHART, bumped)
-    chart = yaml.safe_load((bumped / "Chart.yaml").read_text())
-    chart["version"] = "0.1.1"
-    (bumped / "Chart.yaml").write_text(yaml.safe_dump(chart))
-    crd_file = next((bumped / "crds").glob("*.yaml"))
-    crd = yaml.safe_load(crd_file.read_text())
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["e2eNote"] = {
-        "type": "string", "description": "added by the Flux upgrade test"}
-    crd_file.write_text(yaml.safe_dump(crd))
+    bumped = hi.bumped_chart(tmp_path / "chart", "0.1.1")
     _push_chart(helm, bumped, registry, tmp_path / "dist")
     kube.kubectl("annotate", "ocirepository", "packagestats", "-n", NS, "--overwrite",
                  f"reconcile.fluxcd.io/requestedAt={time.time()}")
 
     def upgraded() -> bool:
-        live = kube.kubectl_json("get", "crd", "packagestats.packagestats.dev")
-        props = live["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
         release = _get(kube, "helmrelease", "packagestats", NS)
-        return "e2eNote" in props and hi.is_ready(release) and \
+        return hi.crd_has_new_field(kube) and hi.is_ready(release) and \
             str((release["status"].get("history") or [{}])[0].get("chartVersion")).startswith("0.1.1+")
     hi.wait_for("the HelmRelease to upgrade to 0.1.1 with its CRD", upgraded, 240, diagnose)
 

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +16,9 @@ from typing import Any
 
 import kubernetes
 
+from hack import controlplane
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
-import controlplane  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,13 @@ or the server PACKAGESTATS_TEST_POSTGRES_URL names. Never a mock."""
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
-import postgres  # noqa: E402
-from postgres import Postgres  # noqa: E402
+from hack.postgres import Postgres
 
 BACKENDS = ["sqlite", "postgresql"]
 __all__ = ["BACKENDS", "Postgres", "history_url", "postgres_server"]
@@ -25,7 +21,7 @@ def postgres_server() -> Iterator[Postgres | None]:
     if os.environ.get("PACKAGESTATS_TEST_POSTGRES_URL"):
         yield None
         return
-    with postgres.Postgres() as server:
+    with Postgres() as server:
         yield server
 
 

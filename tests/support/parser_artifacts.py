@@ -3,14 +3,12 @@ module of another interface, self-test pages with their expected JSON, and Flux-
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import wasmtime
 
+from hack.oci import tar_gz as tar_gz  # Flux's artifact format, re-exported for the tests
 from packagestats.sandbox import Sandbox, module_bytes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ghcr-pages"
@@ -57,11 +55,3 @@ def selftest_files(sandbox: Sandbox, *, expected_downloads: int | None = None) -
             "selftest/package-headscale.json": json.dumps(expected).encode()}
 
 
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for path, data in sorted(files.items()):
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()

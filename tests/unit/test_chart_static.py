@@ -381,8 +381,7 @@ def test_dockerfile_is_multi_stage_with_pinned_bases() -> None:
     images = resolved_images()
     assert images == ["debian:bookworm-slim", "python:3.11-slim-bookworm", "python:3.11-slim-bookworm"]
     # The bases hack/images.py makes here from Debian packages, under the names a laptop pulls.
-    sys.path.insert(0, str(REPO / "hack"))
-    import images as made_here
+    from hack import images as made_here
 
     assert {f"docker.io/library/{i}" for i in images} == set(made_here.BASES)
 

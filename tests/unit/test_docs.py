@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
 
-import docs  # noqa: E402
+from hack import docs  # noqa: E402
 from packagestats.settings import Settings  # noqa: E402
 
 
