@@ -152,7 +152,7 @@ def parse_duration(text: str) -> float:
 # -------------------------------------------------------------------------------------------- status
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-ConditionType = Literal["Ready", "Reconciling", "Stalled", "History", "MarkupSuspect"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "History", "MarkupSuspect", "ParserRefused"]
 
 
 class Condition(_Model):

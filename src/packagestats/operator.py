@@ -56,6 +56,8 @@ class Runtime:
     web_runner: Any = None
     events: kube.EventRecorder | None = None  # None: through kopf (tests that build a Runtime by hand)
     history: HistoryDB | None = None  # PACKAGESTATS_HISTORY_URL; None: status only
+    parser: parser_source.Follower | None = None  # None: the ParserRefused condition is left as it is
+    daemons: dict[Key, ResourceState] = field(default_factory=dict)  # the running daemons, to wake them
 
     @property
     def leading(self) -> bool:
@@ -64,6 +66,22 @@ class Runtime:
     @property
     def term(self) -> int:
         return self.leader.term if self.leader is not None else 0
+
+    def parser_state(self) -> status.ParserState | None:
+        follower = self.parser
+        if follower is None or follower.in_use is None:
+            return None
+        refused = follower.refused
+        return status.ParserState(
+            label=follower.in_use.label, digest=follower.in_use.digest, origin=follower.origin,
+            source=follower.source.name,
+            refused=None if refused is None else status.ParserRefusal(refused.reason, refused.message,
+                                                                      refused.revision))
+
+    def wake_all(self) -> None:
+        """Every daemon re-checks at once (the parser's state changed: each resource's condition with it)."""
+        for state in self.daemons.values():
+            state.wake.set()
 
 
 @dataclass
@@ -156,8 +174,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         runtime.tasks.append(asyncio.create_task(leader.run(), name="leader-election"))
     # The parser module the settings name, checked before the first scrape, then followed (reloaded
     # in place when its source changes).
-    parser_task = await parser_source.follow(config.parser_source, config.parser_sha256,
-                                             config.parser_check_seconds, sandbox, client, metrics)
+    runtime.parser, parser_task = await parser_source.start(config.parser_source, config.parser_sha256,
+                                                            config.parser_check_seconds, sandbox, client, metrics,
+                                                            on_change=runtime.wake_all)
     if parser_task is not None:
         runtime.tasks.append(parser_task)
     runtime.events = kube.EventRecorder(client, instance=default_identity(config.pod_name),
@@ -225,6 +244,7 @@ async def scrape_loop(body: kopf.Body, meta: kopf.Meta, name: str, namespace: st
     owner = str((body.get("spec") or {}).get("owner", ""))
     rt.observations.update(key, owner, api.PackageStatsStatus.model_validate(body.get("status") or {}))
     rt.observations.set_badge(key, (meta.get("annotations") or {}).get(api.BADGE_ANNOTATION) == "true")
+    rt.daemons[key] = state
     try:
         while not stopped:
             if rt.leader is not None and not rt.leader.leading:
@@ -239,6 +259,8 @@ async def scrape_loop(body: kopf.Body, meta: kopf.Meta, name: str, namespace: st
                 await _first(*waits)
     finally:
         # Deleted (or the operator stops): its series and badge go with it.
+        if rt.daemons.get(key) is state:
+            del rt.daemons[key]
         rt.observations.forget(key)
         rt.metrics.forget(key)
 
@@ -270,10 +292,13 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
         log.error("%s/%s: invalid spec: %s", namespace, name, e)
         return None
     if spec.suspend:
-        if state.status.observed_generation != generation:
-            # Observe the new generation anyway: kstatus (a Flux Kustomization's `wait`) waits for it.
-            await _apply(rt, state, namespace, name, status.suspended(state.status, generation, _now()),
-                         spec.interval_seconds(), spec.retry_interval_seconds())
+        # Observe the new generation anyway: kstatus (a Flux Kustomization's `wait`) waits for it.
+        suspended = status.suspended(state.status, generation, _now()) \
+            if state.status.observed_generation != generation else state.status
+        suspended = status.with_parser(suspended, state.status, rt.parser_state(), _now())
+        if suspended != state.status:
+            await _apply(rt, state, namespace, name, suspended, spec.interval_seconds(),
+                         spec.retry_interval_seconds())
         return None
     now = time.time()
     interval, retry_interval = spec.interval_seconds(), spec.retry_interval_seconds()
@@ -302,6 +327,10 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
     full = requested_new or generation_new or now >= full_at
     retry_due = {k for k, r in state.retries.items() if r.due <= now}
     if not full and not retry_due:
+        # Nothing to scrape, but the parser's condition reaches the resource now, not at its next scrape.
+        parsed = status.with_parser(prev, prev, rt.parser_state(), _now())
+        if parsed != prev:
+            await _apply(rt, state, namespace, name, parsed, interval, retry_interval)
         return min([full_at, *(r.due for r in state.retries.values())]) - now
 
     try:
@@ -317,6 +346,7 @@ async def _step(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, sta
         if full:
             state.last_full = now
         new_status = _schedule(state, report, None if full else retry_due, rt, interval, retry_interval)
+        new_status = status.with_parser(new_status, prev, rt.parser_state(), _now())
         if not rt.leading:
             return None  # lost the lead during the scrape: the new leader writes
         new_status, history_events = await _record_history(rt, namespace, name, spec.owner, report.result,

@@ -11,7 +11,8 @@ The setting `PACKAGESTATS_PARSER_SOURCE` names the source:
 A candidate becomes the module in use only when it passes every check: the pin
 (`PACKAGESTATS_PARSER_SHA256`), the artifact's digest, the interface (`--version`), and its self-test
 pages, each parsed in the sandbox to exactly the expected JSON beside it. A refused candidate leaves
-the module in use as it was; the refusal is logged, counted and posted as an Event.
+the module in use as it was; the refusal is logged, counted, posted as an Event and, through the
+operator, shown on every PackageStats as the ParserRefused condition.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ _KINDS: Final[tuple[Kind, ...]] = ("package", "versions", "listing")
 
 
 class Refused(Exception):
-    """A candidate module failed a check; `reason` is one CamelCase word, `message` says what failed."""
+    """A candidate module failed a check; `reason` is one CamelCase word, `message` says what failed,
+    `revision` which version of the source was refused (None: not known, e.g. the source was unreadable)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, revision: str | None = None) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.revision = revision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Candidate:
     revision: str  # what identifies this version of the source (a digest)
     selftests: tuple[SelfTest, ...] = ()
     needs_selftest: bool = False  # a module from Flux must bring its self-test
+    shown_revision: str = ""  # what users know this version by (Flux's revision); empty: `revision`
 
 
 def _selftests(files: dict[str, bytes]) -> tuple[SelfTest, ...]:
@@ -197,7 +201,12 @@ class FileSource:
             name = page.name.removeprefix(f"{SELFTEST_DIR}-")
             if page.is_file() and page.suffix in (".html", ".json"):
                 files[f"{SELFTEST_DIR}/{name}"] = page.read_bytes()
-        return Candidate(wasm, self.name, revision, _selftests(files))
+        try:
+            selftests = _selftests(files)
+        except Refused as e:
+            e.revision = revision
+            raise
+        return Candidate(wasm, self.name, revision, selftests)
 
 
 def unpack(tarball: bytes) -> dict[str, bytes]:
@@ -227,6 +236,15 @@ def unpack(tarball: bytes) -> dict[str, bytes]:
 GetObject = Callable[[str, str], Awaitable[dict[str, Any]]]  # (namespace, name) -> OCIRepository
 
 
+def _brief(e: Exception) -> str:
+    """An error in one line: an apiserver error by its HTTP status (its text holds the response's
+    headers and body, too long for a condition and of no use there)."""
+    code = getattr(e, "status", None)
+    if isinstance(code, int):
+        return f"HTTP {code} {getattr(e, 'reason', '') or ''}".strip()
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
 @dataclasses.dataclass
 class OCIRepositorySource:
     """A Flux OCIRepository: its `status.artifact` is downloaded from source-controller (`url`) and
@@ -245,26 +263,35 @@ class OCIRepositorySource:
         try:
             obj = await self.get_object(self.namespace, self.repository)
         except Exception as e:  # the apiserver's errors come in many types; each is a refusal here
-            raise Refused("SourceUnavailable", f"cannot read {self.name}: {type(e).__name__}: {e}") from e
+            raise Refused("SourceUnavailable", f"cannot read {self.name}: {_brief(e)}") from e
         artifact = (obj.get("status") or {}).get("artifact") or {}
         url, digest = artifact.get("url"), artifact.get("digest")
         if not isinstance(url, str) or not isinstance(digest, str):
             raise Refused("NoArtifact", f"{self.name} has no status.artifact with a url and digest yet")
         if digest == known:
             return None
-        algorithm, _, expected = digest.partition(":")
-        if algorithm != "sha256" or len(expected) != 64:
-            raise Refused("DigestMismatch", f"{self.name}: unsupported artifact digest {digest!r}")
-        tarball = await self._download(url)
-        actual = hashlib.sha256(tarball).hexdigest()
-        if actual != expected:
-            raise Refused("DigestMismatch", f"the artifact from {url} has sha256 {actual}, its status says {expected}")
-        files = unpack(tarball)
-        wasm = files.get(MODULE_NAME)
-        if wasm is None:
-            raise Refused("BadArtifact", f"the artifact of {self.name} holds no {MODULE_NAME}")
         revision = str(artifact.get("revision") or digest)
-        return Candidate(wasm, f"{self.name}@{revision}", digest, _selftests(files), needs_selftest=True)
+        # Flux shows the revision (tag@manifest digest); the checks below are about the artifact's digest.
+        shown = revision if revision == digest else f"{revision}, artifact {digest}"
+        try:
+            algorithm, _, expected = digest.partition(":")
+            if algorithm != "sha256" or len(expected) != 64:
+                raise Refused("DigestMismatch", f"{self.name}: unsupported artifact digest {digest!r}")
+            tarball = await self._download(url)
+            actual = hashlib.sha256(tarball).hexdigest()
+            if actual != expected:
+                raise Refused("DigestMismatch",
+                              f"the artifact from {url} has sha256 {actual}, its status says {expected}")
+            files = unpack(tarball)
+            wasm = files.get(MODULE_NAME)
+            if wasm is None:
+                raise Refused("BadArtifact", f"the artifact of {self.name} holds no {MODULE_NAME}")
+            selftests = _selftests(files)
+        except Refused as e:
+            e.revision = shown
+            raise
+        return Candidate(wasm, f"{self.name}@{revision}", digest, selftests, needs_selftest=True,
+                         shown_revision=shown)
 
     async def _download(self, url: str) -> bytes:
         try:
@@ -316,34 +343,49 @@ def source_from_setting(setting: str, get_object: GetObject | None = None,
 Notify = Callable[[str, str, str], None]  # (Normal|Warning, reason, message)
 
 
+def _said(refused: Refused | None) -> tuple[str, str | None] | None:
+    return None if refused is None else (str(refused), refused.revision)
+
+
 class Follower:
     """Checks the source for a new module and, when one passes the checks, makes it the sandbox's
-    module in use. State of the last check is kept for metrics and health."""
+    module in use. State of the last check is kept for metrics, health and the ParserRefused condition."""
 
     def __init__(self, sandbox: Sandbox, source: Source, *, pin: str = "",
                  notify: Notify | None = None,
                  on_loaded: Callable[[ParserInfo, str], None] | None = None,
-                 on_refused: Callable[[str, Refused], None] | None = None) -> None:
+                 on_refused: Callable[[str, Refused], None] | None = None,
+                 on_change: Callable[[], None] | None = None,
+                 in_use: ParserInfo | None = None) -> None:
         self.sandbox = sandbox
         self.source = source
         self.pin = pin
         self._notify = notify
         self._on_loaded = on_loaded
         self._on_refused = on_refused
-        self.in_use: ParserInfo | None = None
+        self._on_change = on_change  # `in_use` or `refused` changed
+        self.in_use: ParserInfo | None = in_use
         self.origin: str = "builtin"
-        self.refused: Refused | None = None  # the last refusal, until a later candidate is loaded
+        self.refused: Refused | None = None  # why the source's latest revision is not in use; None: it is
         self._seen: str | None = None  # the revision last looked at, loaded or refused
+        self._seen_refused: Refused | None = None  # why that revision was refused; None: it was loaded
 
     async def check_once(self) -> bool:
         """Looks at the source once; True when a new module was loaded."""
+        candidate: Candidate | None = None
         try:
             candidate = await self.source.fetch(self._seen)
             if candidate is None:
+                # Still the revision last looked at: what was said of it holds again (a source that
+                # was unreadable for a while no longer is).
+                self._set_refused(self._seen_refused)
                 return False
             self._seen = candidate.revision
             loaded = await asyncio.to_thread(check, self.sandbox, candidate, self.pin)
         except Refused as e:
+            if candidate is not None:
+                e.revision = e.revision or candidate.shown_revision or candidate.revision
+                self._seen_refused = e
             if self.refused is None or str(self.refused) != str(e):  # report each refusal once
                 log.warning("parser from %s refused, %s stays in use: %s", self.source.name,
                             self.in_use.label if self.in_use else "the module in use", e)
@@ -351,16 +393,28 @@ class Follower:
                     self._notify("Warning", "ParserRefused", f"{self.source.name}: {e}")
                 if self._on_refused is not None:
                     self._on_refused(self.source.name, e)
-            self.refused = e
+            self._set_refused(e)
             return False
         self.sandbox.use(loaded)
-        self.in_use, self.origin, self.refused = loaded.info, candidate.origin, None
+        self.in_use, self.origin, self.refused, self._seen_refused = loaded.info, candidate.origin, None, None
         log.info("parser %s from %s in use", loaded.info.label, candidate.origin)
         if self._notify is not None:
             self._notify("Normal", "ParserLoaded", f"parser {loaded.info.label} from {candidate.origin} in use")
         if self._on_loaded is not None:
             self._on_loaded(loaded.info, candidate.origin)
+        if self._on_change is not None:
+            self._on_change()
         return True
+
+    def _set_refused(self, refused: Refused | None) -> None:
+        before, self.refused = self.refused, refused
+        if _said(before) == _said(refused):  # the same refusal again (a new exception each check)
+            return
+        if refused is None:
+            log.info("parser source %s readable again; %s stays in use", self.source.name,
+                     self.in_use.label if self.in_use else "the module in use")
+        if self._on_change is not None:
+            self._on_change()
 
     async def run(self, every: float) -> None:
         """Checks the source every `every` seconds until cancelled."""
@@ -411,9 +465,18 @@ class _MetricsLike(Protocol):
 
 async def follow(setting: str, pin: str, every: float, sandbox: Sandbox, api_client: Any,
                  metrics: _MetricsLike) -> asyncio.Task[None] | None:
+    """`start`'s task alone."""
+    return (await start(setting, pin, every, sandbox, api_client, metrics))[1]
+
+
+async def start(setting: str, pin: str, every: float, sandbox: Sandbox, api_client: Any,
+                metrics: _MetricsLike, on_change: Callable[[], None] | None = None,
+                ) -> tuple[Follower, asyncio.Task[None] | None]:
     """Loads the module the settings name (before the first scrape), then follows its source in a
-    task; None for the built-in module, which cannot change. A source that fails its checks at start-up
-    leaves the built-in module in use, and is checked again every `every` seconds."""
+    task; no task for the built-in module, which cannot change. A source that fails its checks at
+    start-up leaves the built-in module in use, and is checked again every `every` seconds. The
+    follower says at any time which module is in use and why the latest candidate was refused;
+    `on_change` is called when either changes."""
     def loaded(info: ParserInfo, origin: str) -> None:
         metrics.parser_module.clear()
         metrics.parser_module.labels(info.version, info.digest, origin.partition("@")[0]).set(1)
@@ -424,10 +487,14 @@ async def follow(setting: str, pin: str, every: float, sandbox: Sandbox, api_cli
     builtin = await asyncio.to_thread(sandbox.load)
     loaded(builtin, "builtin")
     if setting in ("", "builtin"):
+        follower = Follower(sandbox, BuiltinSource(), pin=pin, on_change=on_change, in_use=builtin)
         if pin and builtin.digest != f"sha256:{pin}":
             log.error("the built-in parser %s does not match PACKAGESTATS_PARSER_SHA256=%s", builtin.label, pin)
-            refused("builtin", Refused("DigestMismatch", "the built-in module does not match the pin"))
-        return None
+            # Nothing else to use: it stays in use, and says so.
+            follower.refused = Refused("DigestMismatch", f"the module's sha256 is {builtin.digest.partition(':')[2]}"
+                                       f", the pin is {pin}", revision=builtin.digest)
+            refused("builtin", follower.refused)
+        return follower, None
     http: httpx.AsyncClient | None = None
     notify: Notify | None = None
     if setting.startswith("ocirepository:"):
@@ -435,7 +502,8 @@ async def follow(setting: str, pin: str, every: float, sandbox: Sandbox, api_cli
         namespace, _, name = setting.removeprefix("ocirepository:").partition("/")
         notify = event_poster(api_client, namespace, name)
     source = source_from_setting(setting, kubernetes_getter(api_client), http)
-    follower = Follower(sandbox, source, pin=pin, notify=notify, on_loaded=loaded, on_refused=refused)
+    follower = Follower(sandbox, source, pin=pin, notify=notify, on_loaded=loaded, on_refused=refused,
+                        on_change=on_change, in_use=builtin)
     await follower.check_once()
 
     async def run() -> None:
@@ -446,4 +514,4 @@ async def follow(setting: str, pin: str, every: float, sandbox: Sandbox, api_cli
             if http is not None:
                 await http.aclose()
 
-    return asyncio.create_task(run(), name="parser-source")
+    return follower, asyncio.create_task(run(), name="parser-source")

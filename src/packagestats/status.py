@@ -9,6 +9,7 @@ cut here to the bounds of `api`, so the status stays within its size budget what
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ from packagestats.api import (
 # The apiserver refuses an Event whose message is longer than 1024 characters.
 MAX_EVENT_MESSAGE = 1024
 MAX_MESSAGE = api.MAX_CONDITION_MESSAGE
-OUR_CONDITIONS = ("Ready", "Reconciling", "Stalled", "History", "MarkupSuspect")
+OUR_CONDITIONS = ("Ready", "Reconciling", "Stalled", "History", "MarkupSuspect", "ParserRefused")
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def reconciling(prev: PackageStatsStatus | None, generation: int, now: datetime.
     """The status to apply when a scrape of a new generation starts: Reconciling=True, all else kept."""
     base = prev or PackageStatsStatus()
     # Only our own condition types: applying another manager's would take co-ownership of it.
-    conditions = [c for c in base.conditions if c.type in ("Ready", "Stalled", "History", "MarkupSuspect")]
+    conditions = [c for c in base.conditions if c.type in OUR_CONDITIONS and c.type != "Reconciling"]
     conditions.append(_condition(prev, "Reconciling", "True", "Scraping",
                                  f"Scraping for generation {generation}", now, generation))
     if base.condition("Ready") is None:
@@ -398,6 +399,70 @@ def with_history(status: PackageStatsStatus, prev: PackageStatsStatus | None, ok
     history = _condition(prev, "History", "True" if ok else "False", reason, message, now, generation)
     others = [c for c in status.conditions if c.type != "History"]
     return status.model_copy(update={"conditions": _ordered([*others, history])})
+
+
+@dataclass(frozen=True)
+class ParserRefusal:
+    """Why the parser source's latest candidate is not the module in use (parser_source.Refused)."""
+
+    reason: str  # one CamelCase word: DigestMismatch, InterfaceMismatch, SelfTestFailed, ...
+    message: str
+    revision: str | None = None  # which version of the source; None: not known (it could not be read)
+
+
+@dataclass(frozen=True)
+class ParserState:
+    """The operator's parser, the same for every resource: the module in use and where it came from,
+    the source it follows, and the refusal of that source's latest candidate, if any."""
+
+    label: str  # version@12 hex of its sha256, as in packages[].parser
+    digest: str  # sha256:...
+    origin: str  # where the module in use came from (builtin, file:PATH, ocirepository:NS/NAME@REVISION)
+    source: str  # the source followed (PACKAGESTATS_PARSER_SOURCE)
+    refused: ParserRefusal | None = None
+
+
+_REASON = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parser_condition(prev: PackageStatsStatus | None, parser: ParserState | None, generation: int,
+                     now: datetime.datetime) -> Condition | None:
+    """ParserRefused=True while the source's latest candidate is refused (the module in use stays, so
+    Ready is not touched), False once a candidate passes again; absent until the first refusal, as
+    MarkupSuspect is. None for `parser`: not known here, the previous condition stays as it was."""
+    old = prev.condition("ParserRefused") if prev else None
+    if parser is None:
+        return old
+    in_use = f"parser {parser.label} ({parser.digest}) from {_one_line(parser.origin)}"
+    if parser.refused is not None:
+        refused = parser.refused
+        revision = f" (revision {_one_line(refused.revision)})" if refused.revision else ""
+        head = f"The parser module from {_one_line(parser.source)}{revision} was refused: "
+        tail = f"; {in_use} stays in use"
+        # The detail gives way first: which module stays in use must survive the cut.
+        detail = _cut(_one_line(refused.message), max(MAX_MESSAGE - len(head) - len(tail), 40))
+        # A reason the CRD's pattern refuses would cost the whole status write.
+        reason = refused.reason if _REASON.fullmatch(refused.reason) and len(refused.reason) <= 64 else "Refused"
+        return _condition(prev, "ParserRefused", "True", reason, head + detail + tail, now, generation)
+    if old is None:
+        return None
+    return _condition(prev, "ParserRefused", "False", "Accepted",
+                      f"The latest module from {_one_line(parser.source)} passed its checks; {in_use} is in use",
+                      now, generation)
+
+
+def with_parser(status: PackageStatsStatus, prev: PackageStatsStatus | None, parser: ParserState | None,
+                now: datetime.datetime) -> PackageStatsStatus:
+    """`status` with the ParserRefused condition of `parser` (see parser_condition)."""
+    condition = parser_condition(prev, parser, status.observed_generation or 0, now)
+    others = [c for c in status.conditions if c.type != "ParserRefused"]
+    if condition is None and len(others) == len(status.conditions):
+        return status
+    return status.model_copy(update={"conditions": _ordered([*others, *([condition] if condition else [])])})
 
 
 def write_failed(prev: PackageStatsStatus | None, generation: int, message: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,91 @@ def test_a_new_parser_and_a_drifted_page(crd: Cluster, namespace: str, github: F
         obj = wait_for("the accepted total written", accepted, op=op, timeout=30)
         pkg = obj["status"]["packages"][0]
         assert pkg["downloads"] == 248 and "held" not in pkg and "error" not in pkg
+
+
+def test_a_refused_module_is_shown_on_every_resource(crd: Cluster, namespace: str, github: FakeGitHub,
+                                                     tmp_path: Path) -> None:
+    """A candidate whose self-test fails: ParserRefused=True on every PackageStats at once (no scrape is
+    due), without a status write per check; Ready and the counts stay those of the module in use; a good
+    candidate afterwards turns it False."""
+    mounted = tmp_path / "parser"
+    mounted.mkdir()
+    sandbox = Sandbox(fuel=2_000_000_000, memory_bytes=256 << 20, timeout_seconds=5, cache_dir=None)
+    first, bad, fixed = rebadged("refuse-1"), rebadged("refuse-2"), rebadged("refuse-3")
+
+    def selftest(**kw: Any) -> None:
+        for name, data in selftest_files(sandbox, **kw).items():
+            (mounted / name.replace("selftest/", "selftest-")).write_bytes(data)
+
+    write_module(mounted, first)
+    selftest()
+    env = {"PACKAGESTATS_PARSER_SOURCE": f"file:{mounted / 'parser.wasm'}", "PACKAGESTATS_PARSER_CHECK_SECONDS": "1"}
+    names = ("headscale", "headscale-again")
+    with running_operator(crd.kubeconfig, github.base_url, env, namespace=namespace) as op:
+        for name in names:
+            apply_packagestats(crd, namespace, name, {
+                "owner": "juanfont", "interval": "1h", "retryInterval": "1h",
+                "packages": [{"name": "headscale", "repository": "headscale"}]})
+        def read_by(wasm: bytes, name: str) -> bool:
+            packages = get(crd, namespace, name).get("status", {}).get("packages", [])
+            return [p.get("parser") for p in packages] == [label(wasm)]
+        for name in names:
+            wait_for(f"{name} read by the first module", partial(read_by, first, name), op=op, timeout=60)
+
+        # The expectation beside the module first (the module in use is not checked again), then the
+        # module: its self-test page no longer gives what its JSON says.
+        selftest(expected_downloads=5)
+        write_module(mounted, bad)
+
+        def refused(name: str) -> dict[str, Any] | None:
+            obj = get(crd, namespace, name)
+            c = condition(obj, "ParserRefused")
+            return obj if c is not None and c["status"] == "True" else None
+        objs = {name: wait_for(f"ParserRefused=True on {name}", partial(refused, name), op=op, timeout=30)
+                for name in names}
+        for obj in objs.values():
+            c = condition(obj, "ParserRefused")
+            assert c is not None and c["reason"] == "SelfTestFailed"
+            assert c["message"] == (
+                f"The parser module from file:{mounted / 'parser.wasm'} (revision sha256:"
+                f"{hashlib.sha256(bad).hexdigest()}) was refused: package-headscale.html: the module's output "
+                f"differs in downloads; parser {label(first)} (sha256:{hashlib.sha256(first).hexdigest()}) from "
+                f"file:{mounted / 'parser.wasm'} stays in use")
+            ready = condition(obj, "Ready")
+            assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Succeeded")
+            assert obj["status"]["totalDownloads"] == REAL_TOTAL
+
+        # Checked again every second, the same refusal: nothing more is written.
+        versions = {name: obj["metadata"]["resourceVersion"] for name, obj in objs.items()}
+        time.sleep(3.5)
+        assert {name: get(crd, namespace, name)["metadata"]["resourceVersion"] for name in names} == versions
+
+        # A scrape now is read by the module in use; the condition stays as it was.
+        requested = request_scrape(crd, namespace, "headscale")
+
+        def scraped() -> dict[str, Any] | None:
+            obj = get(crd, namespace, "headscale")
+            return obj if obj["status"].get("lastHandledRequestedAt") == requested else None
+        obj = wait_for("a scrape with the module in use", scraped, op=op, timeout=30)
+        assert obj["status"]["packages"][0]["parser"] == label(first)
+        assert obj["status"]["packages"][0]["downloads"] == REAL_TOTAL
+        assert condition(obj, "ParserRefused") == condition(objs["headscale"], "ParserRefused")
+        ready = condition(obj, "Ready")
+        assert ready is not None and ready["status"] == "True"
+
+        # A good module: the condition turns False on every resource, naming the module now in use.
+        selftest()
+        write_module(mounted, fixed)
+
+        def accepted(name: str) -> dict[str, Any] | None:
+            obj = get(crd, namespace, name)
+            c = condition(obj, "ParserRefused")
+            return obj if c is not None and c["status"] == "False" else None
+        for name in names:
+            obj = wait_for(f"ParserRefused=False on {name}", partial(accepted, name), op=op, timeout=30)
+            c = condition(obj, "ParserRefused")
+            assert c is not None and c["reason"] == "Accepted"
+            assert f"parser {label(fixed)} (sha256:{hashlib.sha256(fixed).hexdigest()})" in c["message"]
+        request_scrape(crd, namespace, "headscale-again")
+        wait_for("counts read by the good module", partial(read_by, fixed, "headscale-again"), op=op, timeout=30)
+        assert op.proc.poll() is None

@@ -7,6 +7,7 @@ import hashlib
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,127 @@ def test_source_from_setting(tmp_path: Path) -> None:
     assert parser_source.source_from_setting(f"file:{tmp_path}/p.wasm").name == f"file:{tmp_path}/p.wasm"
     with pytest.raises(ValueError, match="unknown parser source"):
         parser_source.source_from_setting("http://example.com/p.wasm")
+
+
+# -- what the ParserRefused condition is made of ---------------------------------------------------
+
+
+async def test_a_refusal_names_the_refused_revision_and_changes_are_announced_once(sandbox: Sandbox,
+                                                                                   tmp_path: Path) -> None:
+    builtin = sandbox.load()
+    mounted = tmp_path / "mount"
+    changes: list[tuple[str | None, str | None]] = []
+    follower: Follower
+
+    def changed() -> None:
+        changes.append((follower.in_use.label if follower.in_use else None,
+                        follower.refused.reason if follower.refused else None))
+
+    follower = Follower(sandbox, FileSource(mounted / "parser.wasm"), pin=sha(rebadged("pinned")),
+                        on_change=changed, in_use=builtin)
+    write(mounted, {"parser.wasm": rebadged("other")})
+    for _ in range(3):  # checked again and again: one refusal, announced once
+        assert not await follower.check_once()
+    assert follower.refused is not None and follower.refused.reason == "DigestMismatch"
+    assert follower.refused.revision == f"sha256:{sha(rebadged('other'))}"
+    assert follower.in_use == builtin and sandbox.info == builtin
+    assert changes == [(builtin.label, "DigestMismatch")]
+
+    # A self-test page named after no kind: refused before a candidate is made, its revision still known.
+    write(mounted, {"parser.wasm": rebadged("third"), "selftest/nothing.html": b""})
+    assert not await follower.check_once()
+    assert follower.refused is not None and follower.refused.reason == "BadArtifact"
+    assert follower.refused.revision == f"sha256:{sha(rebadged('third'))}"
+    (mounted / "selftest" / "nothing.html").unlink()
+
+    write(mounted, {"parser.wasm": rebadged("pinned"), **selftest_files(sandbox)})
+    assert await follower.check_once() and follower.refused is None
+    assert changes[-1] == (sandbox.info.label, None) and len(changes) == 3
+
+
+class FlakySource:
+    """A source that answers with one module, then cannot be read for a while."""
+
+    name = "flaky"
+
+    def __init__(self, wasm: bytes) -> None:
+        self.wasm, self.down = wasm, False
+
+    async def fetch(self, known: str | None) -> Candidate | None:
+        if self.down:
+            raise Refused("SourceUnavailable", "cannot read flaky: HTTP 503 Service Unavailable")
+        revision = f"sha256:{sha(self.wasm)}"
+        return None if revision == known else Candidate(self.wasm, self.name, revision)
+
+
+async def test_a_source_that_is_readable_again_is_no_longer_refused(sandbox: Sandbox) -> None:
+    changes: list[str | None] = []
+    source = FlakySource(rebadged("one"))
+    follower = Follower(sandbox, source, on_change=lambda: changes.append(
+        follower.refused.reason if follower.refused else None))
+    assert await follower.check_once()
+    source.down = True
+    assert not await follower.check_once() and not await follower.check_once()
+    assert follower.refused is not None and follower.refused.revision is None  # which one is not known
+    source.down = False
+    assert not await follower.check_once()  # the same revision as before: nothing to load
+    assert follower.refused is None
+    assert changes == [None, "SourceUnavailable", None]
+
+    # A refused revision stays refused across an outage.
+    source.wasm = other_interface()
+    assert not await follower.check_once()
+    source.down = True
+    assert not await follower.check_once()
+    source.down = False
+    assert not await follower.check_once()
+    assert follower.refused is not None and follower.refused.reason == "InterfaceMismatch"
+    assert follower.refused.revision == f"sha256:{sha(other_interface())}"
+
+
+async def test_a_builtin_module_that_misses_the_pin_stays_in_use_and_says_so(sandbox: Sandbox) -> None:
+    from packagestats.metrics import Metrics, Observations
+
+    metrics = Metrics(Observations(), 5)
+    follower, task = await parser_source.start("builtin", "0" * 64, 30, sandbox, None, metrics)
+    assert task is None
+    assert follower.in_use == sandbox.info and follower.source.name == "builtin"
+    assert follower.refused is not None and follower.refused.reason == "DigestMismatch"
+    assert follower.refused.revision == f"sha256:{sha(module_bytes())}"
+    assert metrics.registry.get_sample_value("packagestats_parser_refused_total",
+                                             {"source": "builtin", "reason": "DigestMismatch"}) == 1.0
+    follower, _ = await parser_source.start("builtin", sha(module_bytes()), 30, sandbox, None, metrics)
+    assert follower.refused is None
+
+
+async def test_an_artifact_refused_in_the_download_names_flux_revision_and_digest() -> None:
+    import httpx
+
+    tarball = tar_gz({"parser.wasm": rebadged("one")})
+    digest = f"sha256:{sha(b'something else')}"
+    obj: dict[str, Any] = {"status": {"artifact": {"url": "http://source-controller/a.tar.gz", "digest": digest,
+                                   "revision": "latest@sha256:" + "a" * 64}}}
+
+    async def get_object(namespace: str, name: str) -> dict[str, Any]:
+        return obj
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=tarball))) as http:
+        source = parser_source.OCIRepositorySource("flux-system", "parser", get_object, http)
+        with pytest.raises(Refused) as caught:
+            await source.fetch(None)
+        assert caught.value.reason == "DigestMismatch"
+        assert caught.value.revision == f"latest@sha256:{'a' * 64}, artifact {digest}"
+
+        class Forbidden(Exception):
+            status, reason = 403, "Forbidden"
+
+            def __str__(self) -> str:
+                return "(403)\nReason: Forbidden\nHTTP response headers: HTTPHeaderDict({...})\nHTTP response body: ..."
+
+        async def forbidden(namespace: str, name: str) -> dict[str, Any]:
+            raise Forbidden()
+
+        with pytest.raises(Refused) as caught:
+            await parser_source.OCIRepositorySource("flux-system", "parser", forbidden, http).fetch(None)
+        assert (caught.value.reason, caught.value.message, caught.value.revision) == (
+            "SourceUnavailable", "cannot read ocirepository:flux-system/parser: HTTP 403 Forbidden", None)
