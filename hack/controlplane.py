@@ -179,7 +179,7 @@ current-context: local
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(procs.Started):
     """etcd + kube-apiserver on free loopback ports, in a directory of their own."""
 
     workdir: Path
@@ -279,12 +279,6 @@ class ControlPlane:
             if proc is not None:
                 procs.terminate(proc.pid, proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------

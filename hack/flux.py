@@ -100,7 +100,7 @@ http:
 
 
 @dataclass
-class Flux:
+class Flux(procs.Started):
     """The three controllers and a registry, against the cluster of `kubeconfig`."""
 
     workdir: Path
@@ -157,16 +157,6 @@ class Flux:
 
     def stop(self) -> None:
         teardown(self.workdir)
-
-    def __enter__(self) -> Flux:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def teardown(d: Path) -> None:

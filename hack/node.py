@@ -180,7 +180,7 @@ enableServer: true
 
 
 @dataclass
-class Node:
+class Node(procs.Started):
     """The control plane and a node, in one directory; `down` can stop it from its pid files."""
 
     workdir: Path
@@ -275,16 +275,6 @@ class Node:
 
     def stop(self) -> None:
         teardown(self.workdir, self.bin_dir)
-
-    def __enter__(self) -> Node:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -85,3 +86,23 @@ def terminate(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
             proc.wait(5)
     except ProcessLookupError:
         pass
+
+
+class Started:
+    """A context manager over `start()` and `stop()`; a start that fails stops what it had started."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

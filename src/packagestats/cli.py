@@ -9,6 +9,7 @@ import datetime
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -142,15 +143,7 @@ def _history_db(url: str, name: str, namespace: str, output: str, plot: Path | N
               file=sys.stderr)
         return 1
     render = {"table": history.db_table, "json": history.db_json, "csv": history.db_csv}[output]
-    sys.stdout.write(render(found))
-    if plot is not None:
-        try:
-            history.db_plot(found, plot)
-        except (ValueError, RuntimeError) as e:
-            print(f"packagestats: {e}", file=sys.stderr)
-            return 2
-        print(f"wrote {plot}", file=sys.stderr)
-    return 0
+    return _show(render(found), plot, lambda path: history.db_plot(found, path))
 
 
 def _history(name: str, namespace: str | None, output: str, plot: Path | None, db: str | None = None,
@@ -173,10 +166,15 @@ def _history(name: str, namespace: str | None, output: str, plot: Path | None, d
             return 1
     series = history.Series.from_object(obj, since, until)
     render = {"table": history.table, "json": history.as_json, "csv": history.as_csv}[output]
-    sys.stdout.write(render(series))
+    return _show(render(series), plot, lambda path: history.plot(series, path))
+
+
+def _show(text: str, plot: Path | None, draw: Callable[[Path], None]) -> int:
+    """Print a rendered history and draw its plot when asked; the exit code."""
+    sys.stdout.write(text)
     if plot is not None:
         try:
-            history.plot(series, plot)
+            draw(plot)
         except (ValueError, RuntimeError) as e:
             print(f"packagestats: {e}", file=sys.stderr)
             return 2

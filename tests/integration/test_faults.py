@@ -7,7 +7,6 @@ import datetime
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ from tests.support.operator import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as gh:
-        yield gh
 
 
 def ready(kube: Cluster, namespace: str, name: str, downloads: int | None = None) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -26,12 +25,6 @@ from tests.support.operator import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as gh:
-        yield gh
 
 
 def lease(kube: Cluster, name: str) -> dict[str, Any] | None:

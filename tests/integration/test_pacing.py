@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.cluster
 
 # The scenario tests run the breaker's default cooldown (the other modules shorten it).
 DEFAULT_BREAKER = {"PACKAGESTATS_BREAKER_COOLDOWN_SECONDS": "30"}
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as gh:
-        yield gh
 
 
 def ready_status(kube: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
