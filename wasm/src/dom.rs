@@ -11,6 +11,11 @@
 //! together were a third of the parse. Start tags, comments and doctypes come with their source
 //! locations, so text and end tags are read from the source bytes between two of them, in the mode the
 //! tokenizer was in there (see [`Gap`]); only raw-text and RCDATA elements keep an end tag handler.
+//!
+//! Most pages need no lol_html at all: [`parse_common`] reads start tags, comments, a doctype, raw-text
+//! elements and SVG itself, raising the events lol_html would, and gives up on anything less common
+//! (then lol_html reads the page). lol_html's per-tag work (an element object, selector matching,
+//! handler dispatch, an attribute list) was most of a parse.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -574,55 +579,132 @@ fn is_tag_space(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')
 }
 
+/// The length of the tag name at the start of `s`; `None` when the input ends inside it.
+fn name_len(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| is_tag_space(b) || b == b'/' || b == b'>')
+}
+
 /// Where a tag whose name starts at `from` ends (past its `>`), by the tokenizer's rules: a `>` inside a
 /// quoted attribute value does not end it. `None` when the input ends first.
 fn tag_end(s: &[u8], from: usize) -> Option<usize> {
-    #[derive(Clone, Copy)]
+    // Most tags end right after their name.
+    let rest = s.get(from..)?;
+    if let Some(n) = name_len(rest).filter(|&n| rest.get(n) == Some(&b'>')) {
+        return Some(from + n + 1);
+    }
+    scan_tag(s, from, |_, _| {}).map(|(end, _)| end)
+}
+
+/// Reads a tag whose name starts at `from` by the tokenizer's rules, calling `attribute` with the
+/// byte ranges of each attribute's name and value (`None` for `<a href>` or `<a href=>`).
+/// Returns where the tag ends (past its `>`) and whether it is self-closing (`/>`); `None` when the
+/// input ends first.
+fn scan_tag(
+    s: &[u8],
+    from: usize,
+    mut attribute: impl FnMut(Range<usize>, Option<Range<usize>>),
+) -> Option<(usize, bool)> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
     enum State {
         Name,
         BeforeAttribute,
         Attribute,
         AfterAttribute,
         BeforeValue,
-        Quoted(u8),
         AfterQuoted,
         Unquoted,
         SelfClosing,
     }
     let mut state = State::Name;
-    let mut i = from;
+    // The attribute being read: its name, and its value once there is one.
+    let mut current: Option<(Range<usize>, Option<Range<usize>>)> = None;
+    let mut value_start = 0;
+    let mut flush = |current: &mut Option<(Range<usize>, Option<Range<usize>>)>| {
+        if let Some((name, value)) = current.take() {
+            attribute(name, value);
+        }
+    };
+    let end_name = |current: &mut Option<(Range<usize>, Option<Range<usize>>)>, at: usize| {
+        if let Some((name, _)) = current {
+            name.end = at;
+        }
+    };
+    let set_value = |current: &mut Option<(Range<usize>, Option<Range<usize>>)>, value: Range<usize>| {
+        if let Some((_, v)) = current {
+            *v = Some(value);
+        }
+    };
+    // Runs of bytes that keep the state (names, unquoted values) are skipped in one search each.
+    let skip = |from: usize, end: fn(u8) -> bool| {
+        s.get(from..).and_then(|rest| rest.iter().position(|&b| end(b))).map(|n| from + n)
+    };
+    let mut i = from + name_len(s.get(from..)?)?;
     while let Some(&b) = s.get(i) {
         let space = is_tag_space(b);
         state = match (state, b) {
-            (State::Quoted(q), _) => {
-                if b == q {
-                    State::AfterQuoted
-                } else {
-                    state
-                }
+            (State::BeforeValue, b'"' | b'\'') => {
+                // Values are most of a tag's bytes: jump to the closing quote.
+                let close = memchr::memchr(b, s.get(i + 1..)?)? + i + 1;
+                set_value(&mut current, i + 1..close);
+                i = close + 1;
+                state = State::AfterQuoted;
+                continue;
             }
-            (State::BeforeValue, b'"' | b'\'') => State::Quoted(b),
-            (_, b'>') => return Some(i + 1),
+            (_, b'>') => {
+                match state {
+                    State::Attribute => end_name(&mut current, i),
+                    State::Unquoted => set_value(&mut current, value_start..i),
+                    _ => {}
+                }
+                flush(&mut current);
+                return Some((i + 1, state == State::SelfClosing));
+            }
             // The arms that `continue` look at the same byte again in their new state.
             (State::SelfClosing, _) => {
                 state = State::BeforeAttribute;
                 continue;
             }
-            (State::Name | State::Unquoted, _) if space => State::BeforeAttribute,
+            (State::Unquoted, _) if space => {
+                set_value(&mut current, value_start..i);
+                State::BeforeAttribute
+            }
+            (State::Name, _) if space => State::BeforeAttribute,
             (State::Name, b'/') => State::SelfClosing,
             (State::Name | State::Unquoted, _) => state,
             (State::BeforeAttribute | State::AfterAttribute | State::BeforeValue, _) if space => state,
             (State::BeforeAttribute, b'/') | (State::Attribute, b'/') => {
+                if state == State::Attribute {
+                    end_name(&mut current, i);
+                }
                 state = State::AfterAttribute;
                 continue;
             }
-            (State::Attribute, _) if space => State::AfterAttribute,
-            (State::BeforeAttribute, _) => State::Attribute,
-            (State::Attribute | State::AfterAttribute, b'=') => State::BeforeValue,
-            (State::Attribute, _) => State::Attribute,
+            (State::Attribute, _) if space => {
+                end_name(&mut current, i);
+                State::AfterAttribute
+            }
+            (State::AfterAttribute, b'=') => State::BeforeValue,
             (State::AfterAttribute | State::AfterQuoted, b'/') => State::SelfClosing,
-            (State::AfterAttribute, _) => State::Attribute,
-            (State::BeforeValue, _) => State::Unquoted,
+            (State::BeforeAttribute | State::AfterAttribute, _) => {
+                flush(&mut current);
+                // The first byte is the name's even when it is `=`.
+                let end = skip(i + 1, |b| is_tag_space(b) || matches!(b, b'/' | b'>' | b'='))?;
+                current = Some((i..end, None));
+                i = end;
+                state = State::Attribute;
+                continue;
+            }
+            (State::Attribute, b'=') => {
+                end_name(&mut current, i);
+                State::BeforeValue
+            }
+            (State::Attribute, _) => State::Attribute,
+            (State::BeforeValue, _) => {
+                value_start = i;
+                i = skip(i + 1, |b| is_tag_space(b) || b == b'>')?;
+                state = State::Unquoted;
+                continue;
+            }
             (State::AfterQuoted, _) if space => State::BeforeAttribute,
             (State::AfterQuoted, _) => {
                 state = State::BeforeAttribute;
@@ -688,17 +770,197 @@ fn kept_attributes<'a>(el: &LolElement<'_, '_>, input: &Source<'a>, out: &mut Ve
     }
 }
 
-impl Document {
-    /// Tokenizes `input` (decoded as UTF-8, invalid bytes replaced) and builds the tree.
-    pub fn parse(input: &[u8]) -> Result<Document, String> {
+impl Builder {
+    fn for_input(len: usize) -> Builder {
         // Sized from typical pages (about one node per 40 bytes, a third of the bytes being text and
         // kept attribute values) so that the arenas rarely grow and copy.
         let mut builder = Builder { open_buckets: vec![0; NAME_BUCKETS], ..Builder::default() };
-        builder.doc.nodes.reserve(input.len() / 40);
-        builder.doc.attrs.reserve(input.len() / 80);
-        builder.doc.strings.reserve(input.len() / 3);
+        builder.doc.nodes.reserve(len / 40);
+        builder.doc.attrs.reserve(len / 80);
+        builder.doc.strings.reserve(len / 3);
         builder.stack.reserve(64);
-        let builder = Rc::new(RefCell::new(builder));
+        builder
+    }
+}
+
+/// Start tags after which the tokenizer reads to the end of the page (plaintext) or the namespace
+/// bookkeeping needs more than a depth count of SVG (MathML, SVG's integration points, `<font>`).
+fn needs_full_tokenizer(name: &str, in_svg: bool) -> bool {
+    matches!(name, "plaintext" | "math" | "font" | "desc" | "foreignobject") || (in_svg && name == "title")
+}
+
+/// Where the content of a raw-text or RCDATA element `name` that starts at `from` ends: at the first
+/// `</name` followed by a space, `/` or `>`, with the end of that end tag. `None` when the page ends
+/// first, and for a script that holds `<!--`, whose escaped states can hide its end tag.
+fn raw_text_end(input: &[u8], from: usize, name: &str) -> Option<Range<usize>> {
+    let mut look = from;
+    loop {
+        let lt = memchr::memmem::find(input.get(look..)?, b"</")? + look;
+        let after = input.get(lt + 2..)?;
+        let matches = after.get(..name.len()).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            && after.get(name.len()).is_some_and(|&b| is_tag_space(b) || b == b'/' || b == b'>');
+        if matches {
+            let content = input.get(from..lt)?;
+            if name == "script" && memchr::memmem::find(content, b"<!--").is_some() {
+                return None;
+            }
+            return Some(lt..tag_end(input, lt + 2)?);
+        }
+        look = lt + 2;
+    }
+}
+
+/// HTML elements that leave SVG content when they start (lol_html's `causes_foreign_content_exit`).
+fn leaves_foreign_content(name: &str) -> bool {
+    matches!(
+        name,
+        "b" | "big" | "blockquote" | "body" | "br" | "center" | "code" | "dd" | "div" | "dl" | "dt" | "em"
+            | "embed" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "head" | "hr" | "i" | "img" | "li"
+            | "listing" | "menu" | "meta" | "nobr" | "ol" | "p" | "pre" | "ruby" | "s" | "small" | "span"
+            | "strong" | "strike" | "sub" | "sup" | "table" | "tt" | "u" | "ul" | "var"
+    )
+}
+
+/// HTML elements without content (lol_html's `is_void_element`).
+fn is_void(name: &str) -> bool {
+    matches!(
+        name,
+        "area" | "base" | "basefont" | "bgsound" | "br" | "col" | "embed" | "hr" | "img" | "input" | "keygen"
+            | "link" | "meta" | "param" | "source" | "track" | "wbr"
+    )
+}
+
+/// The tree of a page that uses only the common part of HTML, read without lol_html: start tags,
+/// end tags, comments, a doctype and SVG, in the data state. The events are the ones lol_html would
+/// raise for such a page (the fuzz target checks that the trees are equal), and cost a fraction of
+/// its tokenizer, which builds, matches and dispatches an element object per tag. `None` as soon as
+/// the page holds anything else (invalid UTF-8, NUL or CR, raw-text elements, MathML, bogus comments,
+/// CDATA outside SVG ...): then lol_html reads the whole page.
+pub fn parse_common(input: &[u8]) -> Option<Document> {
+    let source = Source::new(input);
+    if source.utf8.is_none() || memchr::memchr2(0, b'\r', input).is_some() {
+        return None;
+    }
+    let mut builder = Builder::for_input(input.len());
+    // lol_html's namespace stack holds HTML at the bottom and, with the tags above refused, only SVG
+    // above it.
+    let mut svg_depth = 0usize;
+    let mut attrs: Vec<(AttrId, Cow<'_, str>)> = Vec::new();
+    let find = |from: usize, what: &[u8]| {
+        input.get(from..).and_then(|rest| memchr::memmem::find(rest, what)).map(|p| p + from)
+    };
+    let mut at = 0;
+    while let Some(lt) = input.get(at..).and_then(|rest| memchr::memchr(b'<', rest)).map(|p| p + at) {
+        let after = input.get(lt + 1..).unwrap_or_default();
+        match after.first() {
+            Some(b) if b.is_ascii_alphabetic() => {
+                attrs.clear();
+                let scanned = scan_tag(input, lt + 1, |name, value| {
+                    // lol_html gives no source location for an attribute without a value, and
+                    // `kept_attributes` skips such attributes.
+                    let Some(value) = value else { return };
+                    let Some(id) = input.get(name).and_then(kept_attribute) else { return };
+                    if attrs.iter().all(|(n, _)| *n != id) {
+                        attrs.push((id, source.text(value)));
+                    }
+                });
+                // A tag cut off by the end of the input raises no event.
+                let Some((end, self_closing)) = scanned else { break };
+                let raw = after.get(..name_len(after)?)?;
+                let name: Cow<'static, str> = match common_tag(raw) {
+                    Some(known) => Cow::Borrowed(known),
+                    None if raw.is_ascii() => Cow::Owned(String::from_utf8_lossy(raw).to_ascii_lowercase()),
+                    None => return None,
+                };
+                if needs_full_tokenizer(&name, svg_depth > 0) {
+                    return None;
+                }
+                if name == "svg" {
+                    svg_depth += 1;
+                } else if svg_depth > 0 && leaves_foreign_content(&name) {
+                    svg_depth -= 1;
+                }
+                let has_content = if svg_depth == 0 { !is_void(&name) } else { !self_closing };
+                let next = Gap::after_start_tag(&name, if svg_depth == 0 { HTML_NAMESPACE } else { "" });
+                let raw_end = match next {
+                    Gap::Markup => None,
+                    _ => Some(raw_text_end(input, end, &name)?),
+                };
+                builder.token(&source, lt..end, next);
+                let depth = builder.start(name, &attrs, has_content);
+                at = end;
+                // lol_html raises the end tag of such an element as an event: queue it as its handler would.
+                if let Some(end_tag) = raw_end {
+                    at = end_tag.end;
+                    builder.ended.push((end_tag, depth?));
+                }
+            }
+            Some(b'/') => match after.get(1) {
+                Some(b) if b.is_ascii_alphabetic() => {
+                    let Some(end) = tag_end(input, lt + 2) else { break };
+                    let name = after.get(1..).unwrap_or_default();
+                    let name = name.get(..name_len(name).unwrap_or(0)).unwrap_or_default();
+                    // lol_html leaves SVG at its end tag, and at `</p>` and `</br>` inside it.
+                    if svg_depth > 0 && [&b"svg"[..], b"p", b"br"].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                        svg_depth -= 1;
+                    }
+                    at = end;
+                }
+                Some(b'>') => at = lt + 3,
+                _ => return None,
+            },
+            Some(b'!') => {
+                let declaration = after.get(1..).unwrap_or_default();
+                let end = if let Some(body) = declaration.strip_prefix(b"--") {
+                    // Only plain comments: not `<!-->`, `<!--->`, nor any that `--!>` or a nested `<!`
+                    // could end elsewhere than at the first `-->`.
+                    if body.starts_with(b">") || body.starts_with(b"->") {
+                        return None;
+                    }
+                    let close = find(lt + 4, b"-->")?;
+                    let text = input.get(lt + 4..close).unwrap_or_default();
+                    if memchr::memmem::find(text, b"--!").is_some() || memchr::memmem::find(text, b"<!").is_some() {
+                        return None;
+                    }
+                    close + 3
+                } else if declaration.get(..7).is_some_and(|d| d.eq_ignore_ascii_case(b"DOCTYPE")) {
+                    let close = find(lt, b">")?;
+                    if input.get(lt..close).is_none_or(|d| d.contains(&b'"') || d.contains(&b'\'')) {
+                        return None;
+                    }
+                    close + 1
+                } else if svg_depth > 0 && declaration.starts_with(b"[CDATA[") {
+                    // Text, read between events like any other.
+                    at = find(lt + 9, b"]]>")? + 3;
+                    continue;
+                } else {
+                    return None;
+                };
+                builder.token(&source, lt..end, Gap::Markup);
+                at = end;
+            }
+            Some(b'?') => return None,
+            // A `<` that starts nothing is text.
+            Some(_) => at = lt + 1,
+            None => break,
+        }
+    }
+    builder.token(&source, input.len()..input.len(), Gap::Markup);
+    Some(builder.finish())
+}
+
+impl Document {
+    /// Tokenizes `input` (decoded as UTF-8, invalid bytes replaced) and builds the tree.
+    pub fn parse(input: &[u8]) -> Result<Document, String> {
+        match parse_common(input) {
+            Some(doc) => Ok(doc),
+            None => Document::parse_full(input),
+        }
+    }
+
+    /// [`Document::parse`] with lol_html's tokenizer for any page (what `parse` falls back to).
+    pub fn parse_full(input: &[u8]) -> Result<Document, String> {
+        let builder = Rc::new(RefCell::new(Builder::for_input(input.len())));
         let any: Selector = "*".parse().map_err(|e| format!("selector: {e}"))?;
         let source = &Source::new(input);
         {
@@ -1018,6 +1280,95 @@ mod tests {
         assert_eq!(rects.iter().map(|&r| doc.parent(r)).collect::<Vec<_>>(), [Some(0), Some(0)]);
         let b = (0..doc.len()).find(|&i| doc.is(i, "b")).ok_or("no b")?;
         assert_eq!(doc.parent(b), None);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod common_path {
+    use super::*;
+
+    fn same_tree(html: &[u8]) -> Result<(), String> {
+        let common = parse_common(html).ok_or_else(|| format!("fell back: {}", String::from_utf8_lossy(html)))?;
+        let full = Document::parse_full(html)?;
+        assert_eq!(format!("{common:?}"), format!("{full:?}"), "{}", String::from_utf8_lossy(html));
+        Ok(())
+    }
+
+    #[test]
+    fn attributes_as_the_tokenizer_reads_them() {
+        let attrs = |tag: &[u8]| {
+            let mut found = Vec::new();
+            let end = scan_tag(tag, 1, |name, value| {
+                let text = |r: Range<usize>| String::from_utf8_lossy(tag.get(r).unwrap_or_default()).into_owned();
+                found.push((text(name), value.map(text)));
+            });
+            (found, end)
+        };
+        let owned = |pairs: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+            pairs.iter().map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned))).collect()
+        };
+        let expected = owned(&[("href", Some("x>y")), ("b", Some("c/")), ("d", None), ("e", Some(""))]);
+        assert_eq!(attrs(b"<a href='x>y' b=c/ d e=\"\">"), (expected, Some((26, false))));
+        assert_eq!(attrs(b"<a =x f= g\"=1/>"), (owned(&[("=x", None), ("f", Some("g\"=1/"))]), Some((15, false))));
+        assert_eq!(attrs(b"<br/>"), (owned(&[]), Some((5, true))));
+        assert_eq!(attrs(b"<h3 title='t' /ul>"), (owned(&[("title", Some("t")), ("ul", None)]), Some((18, false))));
+        assert_eq!(attrs(b"<a/b='1'/>"), (owned(&[("b", Some("1"))]), Some((10, true))));
+        assert_eq!(attrs(b"<a b='1"), (owned(&[]), None));
+    }
+
+    #[test]
+    fn common_markup_builds_the_same_tree() -> Result<(), String> {
+        for html in [
+            &b"<!doctype html><html><head><title>a</b> &amp; </title ><style>p{}</style></head><body>"[..],
+            b"<div class x title=t CLASS=y><!-- c <a> --><p>1<p>2</div></p>",
+            b"<script>if (a</b) {}</script><noscript><b>n</b></noscript><textarea></textarea x>t",
+            b"<svg><rect/><rect data-date=d></rect><![CDATA[<x>]]><div>out</div><path/></svg></svg>",
+            b"<svg><p>x</p><svg/><g></br><b>y</b></svg>z<a href=\"/p?page=2\">2</a><img><br/>",
+            b"<ul><li>a<li>b</ul><template><span>t</span></template>< 3 </> <a",
+        ] {
+            same_tree(html)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn anything_else_falls_back() {
+        for html in [
+            &b"<script><!--</script>"[..],
+            b"<math><mi>x</mi></math>",
+            b"<svg><title>t</title></svg>",
+            b"<svg><foreignObject><div></div></foreignObject></svg>",
+            b"<?xml?>",
+            b"</ x>",
+            b"<![CDATA[x]]>",
+            b"<!-->",
+            b"<!-- a --!> -->",
+            b"<!DOCTYPE html PUBLIC \"x\">",
+            b"<title>never closed",
+            b"<p>\r\n</p>",
+            b"<p>\xff</p>",
+            b"<plaintext>",
+        ] {
+            assert!(parse_common(html).is_none(), "{}", String::from_utf8_lossy(html));
+        }
+    }
+
+    /// Pages of the captured kind take the path without lol_html, and it builds the same tree.
+    #[test]
+    fn captured_pages_take_the_common_path() -> Result<(), Box<dyn std::error::Error>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in ["tests/data/ghcr-pages", "tests/fixtures/pages"] {
+            for entry in std::fs::read_dir(root.join(dir))? {
+                let path = entry?.path();
+                if path.extension().is_none_or(|e| e != "html") {
+                    continue;
+                }
+                let page = std::fs::read(&path)?;
+                let common = parse_common(&page).ok_or_else(|| format!("{}: fell back", path.display()))?;
+                assert_eq!(format!("{common:?}"), format!("{:?}", Document::parse_full(&page)?), "{}", path.display());
+            }
+        }
         Ok(())
     }
 }

@@ -378,7 +378,7 @@ fn is_digest(s: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn version_row(doc: &Document, labels: &[usize], label: usize) -> Option<VersionRow> {
+fn version_row(doc: &Document, row: usize, label: usize) -> Option<VersionRow> {
     let label_el = doc.parent(label)?;
     // The count is the text around the label, e.g. `<span><svg/> 17,118 <span>Version downloads</span>`.
     let holder = doc.parent(label_el).unwrap_or(label_el);
@@ -390,7 +390,6 @@ fn version_row(doc: &Document, labels: &[usize], label: usize) -> Option<Version
         Some(exact) => (exact, false),
         None => (parse_abbreviated(&count_text)?, true),
     };
-    let row = row_of(doc, labels, label)?;
 
     let mut tags: Vec<String> = Vec::new();
     let mut id = None;
@@ -442,7 +441,7 @@ fn version_rows(doc: &Document, labels: &[usize]) -> Vec<VersionRow> {
         if !seen_rows.insert(row) {
             continue;
         }
-        if let Some(v) = version_row(doc, labels, label) {
+        if let Some(v) = version_row(doc, row, label) {
             rows.push(v);
         }
     }
