@@ -146,6 +146,7 @@ class Fault:
     owner: str | None = None
     name: str | None = None
     times: int | None = None  # None: for ever
+    until: float | None = None  # a time.monotonic() from which it no longer applies; None: for ever
     status: int = 500  # kind "status"
     retry_after: str | None = None  # kind "status": the Retry-After header
     delay: float = 0.0  # kind "slow": seconds before answering (normally)
@@ -749,7 +750,9 @@ class FakeGitHub:
         def rank(f: Fault) -> int:
             return 2 if f.name is not None else 1 if f.owner is not None else 0
 
+        now = time.monotonic()
         with self._lock:
+            self._faults = [f for f in self._faults if f.until is None or now < f.until]
             matching = [
                 f
                 for f in self._faults
