@@ -121,10 +121,16 @@ def http_get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def operator_pod(kube: E2ECluster, namespace: str) -> str:
-    out = kube.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=packagestats",
-                       "--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].metadata.name}")
-    return out.stdout.strip()
+def operator_pod(kube: E2ECluster, namespace: str, timeout: float = 120) -> str:
+    """The operator's Ready pod. With hostNetwork the chart sets maxUnavailable 1, so for one replica
+    `helm --wait` asks for 1 - 1 = 0 ready pods and returns before the pod runs: wait here."""
+    def ready_pod() -> str | None:
+        pods = kube.kubectl_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=packagestats")
+        for pod in pods["items"]:
+            if pod["metadata"].get("deletionTimestamp") is None and is_ready(pod):
+                return str(pod["metadata"]["name"])
+        return None
+    return wait_for("the operator's pod to be Ready", ready_pod, timeout, diagnose(kube, namespace))
 
 
 class Helm:
