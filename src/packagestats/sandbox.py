@@ -3,9 +3,9 @@
 Pages are untrusted input. They are parsed by `parser.wasm` (the Rust crate in `wasm/`, shipped inside
 this package) under wasmtime, with for every page:
 
-- a new `Store` whose only WASI capability is a fresh temporary directory holding just the page,
-  preopened read-only (stdout and stderr go to files beside it, which the guest cannot see), no
-  environment, no network;
+- a new `Store` whose only WASI capability is a temporary directory holding just the page,
+  preopened read-only (stdout and stderr go to files beside it, which the guest cannot see; the
+  directory is kept for a later page), no environment, no network;
 - a fuel budget (instructions), a linear-memory limit, and a wall-clock deadline through epoch
   interruption (one ticker thread per sandbox advances the engine's epoch while pages are parsed).
 
@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -236,7 +237,12 @@ class Sandbox:
         self._lock = threading.Lock()
         self._engine: tuple[wasmtime.Engine, wasmtime.Linker, _EpochTicker] | None = None
         self._current: LoadedModule | None = None
+        self._work_dirs = _WorkDirs()
         self.loaded_from_cache = False
+
+    def close(self) -> None:
+        """Removes the run directories kept for reuse (the sandbox stays usable; also done at exit)."""
+        self._work_dirs.close()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sandbox:
@@ -347,7 +353,7 @@ class Sandbox:
         return loaded
 
     def _ask_version(self, pre: wasmtime.InstancePre, digest: str) -> ParserInfo:
-        with self._work_dir(None) as work:
+        with self._work_dirs.take(None) as work:
             run = self._run(pre, ["packagestats-parser", "--version"], None, work,
                             (_VERSION_FUEL, _VERSION_MEMORY, math.ceil(_VERSION_SECONDS / self._tick) + 1))
             reason = _one_line(_read_text(work / _STDERR, _MAX_REASON * 4))
@@ -411,7 +417,7 @@ class Sandbox:
         started = time.perf_counter()
         loaded = module or self._load()
         try:
-            with self._work_dir(page) as work:
+            with self._work_dirs.take(page) as work:
                 run = self._run(loaded.pre, ["packagestats-parser", kind, f"{_GUEST_DIR}/{_PAGE_NAME}"],
                                 work / _PAGE_DIR, work, (self.fuel, self.memory_bytes, self._deadline_ticks))
                 stdout = work / _STDOUT
@@ -440,22 +446,6 @@ class Sandbox:
             raise ParserCrashError(f"sandbox I/O failed: {_one_line(str(e))}") from e
         except wasmtime.WasmtimeError as e:  # setting up the store or its WASI context
             raise ParserCrashError(f"sandbox setup failed: {_one_line(str(e))}") from e
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _work_dir(page: bytes | None) -> Iterator[Path]:
-        """A run's directory: `page/` (the guest's only directory, read-only to it) holding the page, and
-        the output files beside it, which the guest cannot see. (Files, not wasmtime's in-memory output
-        callbacks: those are released on wasmtime's own threads, which can call into a Python that is
-        shutting down.)"""
-        work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
-        try:
-            if page is not None:
-                (work / _PAGE_DIR).mkdir()
-                (work / _PAGE_DIR / _PAGE_NAME).write_bytes(page)
-            yield work
-        finally:
-            _remove_work_dir(work)
 
     def _run(self, pre: wasmtime.InstancePre, argv: list[str], page_dir: Path | None, work: Path,
              limits: tuple[int, int, int]) -> _Run:
@@ -507,18 +497,61 @@ def _read_text(path: Path, limit: int) -> str:
         return ""
 
 
-def _remove_work_dir(work: Path) -> None:
-    """Removes a run's directory: the guest could add nothing (its directory is read-only), so a few
-    calls do it, cheaper than a tree walk; anything unexpected falls back to one."""
-    try:
-        (work / _PAGE_DIR / _PAGE_NAME).unlink(missing_ok=True)
-        if (work / _PAGE_DIR).exists():
-            (work / _PAGE_DIR).rmdir()
-        (work / _STDOUT).unlink(missing_ok=True)
-        (work / _STDERR).unlink(missing_ok=True)
-        work.rmdir()
-    except OSError:
-        shutil.rmtree(work, ignore_errors=True)
+class _WorkDirs:
+    """Run directories, each `page/` (the guest's only directory, read-only to it) holding the page, and
+    the output files beside it, which the guest cannot see. (Files, not wasmtime's in-memory output
+    callbacks: those are released on wasmtime's own threads, which can call into a Python that is
+    shutting down.) A directory is kept for the next run rather than removed: making and removing one
+    cost as much as parsing a small page. The guest can add nothing to it, each run rewrites the page,
+    and WASI truncates the output files when it opens them; one that failed I/O is removed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[Path] = []
+        # Removed at exit too: the list is shared with the finalizer, which must not hold the object.
+        self._finalizer = weakref.finalize(self, _remove_work_dirs, self._free)
+
+    @contextlib.contextmanager
+    def take(self, page: bytes | None) -> Iterator[Path]:
+        with self._lock:
+            work = self._free.pop() if self._free else None
+        failed = False
+        try:
+            if work is None:
+                work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+                (work / _PAGE_DIR).mkdir()
+            if page is not None:
+                (work / _PAGE_DIR / _PAGE_NAME).write_bytes(page)
+            yield work
+        except OSError:
+            failed = True
+            raise
+        finally:
+            if work is not None and failed:
+                _remove_work_dirs([work])
+            elif work is not None:
+                with self._lock:
+                    self._free.append(work)
+
+    def close(self) -> None:
+        with self._lock:
+            _remove_work_dirs(self._free)
+
+
+def _remove_work_dirs(dirs: list[Path]) -> None:
+    """Removes run directories: the guest could add nothing (its directory is read-only), so a few calls
+    do it, cheaper than a tree walk; anything unexpected falls back to one."""
+    while dirs:
+        work = dirs.pop()
+        try:
+            (work / _PAGE_DIR / _PAGE_NAME).unlink(missing_ok=True)
+            if (work / _PAGE_DIR).exists():
+                (work / _PAGE_DIR).rmdir()
+            (work / _STDOUT).unlink(missing_ok=True)
+            (work / _STDERR).unlink(missing_ok=True)
+            work.rmdir()
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _classify(failure: BaseException, stderr: str, sandbox: Sandbox, at_memory_limit: bool = False,

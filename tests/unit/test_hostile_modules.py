@@ -101,10 +101,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
 
 
 @pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Runs' directories go under tmp_path, which must be empty again after each run."""
+def private_tmp(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Runs' directories go under tmp_path: at most one is kept (the module's runs are one at a time)
+    and nothing is left once the sandbox is closed."""
+    sandbox.close()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     yield tmp_path
+    assert len(list(tmp_path.iterdir())) <= 1
+    sandbox.close()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -188,7 +192,9 @@ def test_writing_into_its_directory_is_refused(sandbox: Sandbox, private_tmp: Pa
     with pytest.raises(ParserCrashError) as caught:
         run(sandbox, open_path(3, "evil.txt", create=True))
     assert exit_status(caught) in DENIED
-    assert list((private_tmp).iterdir()) == []  # nothing left, nothing created
+    (work,) = private_tmp.iterdir()  # the directory kept for the next run, with nothing created in it
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == [
+        "page", "page/page.html", "stderr", "stdout"]
     still_healthy(sandbox)
 
 

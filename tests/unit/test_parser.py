@@ -335,14 +335,24 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield tmp_path
 
 
-def test_temporary_directories_are_removed(sandbox: Sandbox, private_tmp: Path) -> None:
-    sandbox.parse(fixture("package-full.html"))
+def test_one_run_directory_is_reused_and_close_removes_it(sandbox: Sandbox, private_tmp: Path) -> None:
+    sandbox.close()  # directories made before private_tmp
+    # A package page's output is longer than a versions page's: the shorter one must not read its tail.
+    assert package(sandbox.parse(fixture("package-full.html"))).downloads == 1418338
+    versions = sandbox.parse(fixture("versions-tagged-page2.html"), "versions").page
+    assert isinstance(versions, VersionsPage) and len(versions.versions) == 3
     with pytest.raises(NoCountError):
         sandbox.parse(fixture("package-no-total.html"))
+    (work,) = private_tmp.iterdir()
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == [
+        "page", "page/page.html", "stderr", "stdout"]
+    assert (work / "page" / "page.html").read_bytes() == fixture("package-no-total.html")
+    limited = Sandbox(fuel=10_000, memory_bytes=MEMORY, timeout_seconds=5.0, cache_dir=sandbox.cache_dir)
     with pytest.raises(LimitExceeded):
-        Sandbox(fuel=10_000, memory_bytes=MEMORY, timeout_seconds=5.0, cache_dir=sandbox.cache_dir).parse(
-            fixture("package-full.html")
-        )
+        limited.parse(fixture("package-full.html"))
+    assert len(list(private_tmp.iterdir())) == 2
+    sandbox.close()
+    limited.close()
     assert list(private_tmp.iterdir()) == []
 
 
