@@ -883,17 +883,19 @@ class FakeGitHub:
         not_found: tuple[int, bytes, dict[str, str]] = (404, _error_page(404), {})
         with self._lock:
             owners = dict(self._owners)
-            packages = {k: replace(v) for k, v in self._packages.items()}
 
         def find(owner: str, pkg_type: str, name: str) -> Package | None:
-            return packages.get((owner.casefold(), pkg_type, name))
+            # A copy of the one package asked for (not of all: a request must cost the same at 10,000).
+            with self._lock:
+                found = self._packages.get((owner.casefold(), pkg_type, name))
+                return replace(found) if found is not None else None
 
         # /orgs/O/packages?visibility=public&page=N
         if len(seg) == 3 and seg[0] == "orgs" and seg[2] == "packages":
             login, kind = owners.get(seg[1].casefold(), ("", "users"))
             if kind != "orgs":
                 return not_found
-            return 200, self._listing(login, kind, packages, page), {}
+            return 200, self._listing(login, kind, page), {}
         # /{orgs|users}/O/packages/T/package/N[/versions] and /{orgs|users}/O/packages/T/N/versions
         if len(seg) >= 6 and seg[0] in ("orgs", "users") and seg[2] == "packages":
             login, kind = owners.get(seg[1].casefold(), ("", "users"))
@@ -930,7 +932,7 @@ class FakeGitHub:
                 return not_found
             if kind == "orgs":
                 return 302, b"", {"Location": self.base_url + listing_path(login, "orgs", page)}
-            return 200, self._listing(login, kind, packages, page), {}
+            return 200, self._listing(login, kind, page), {}
         return not_found
 
     def _package_page(self, pkg: Package, no_total: bool) -> bytes:
@@ -938,9 +940,11 @@ class FakeGitHub:
             return strip_total(pkg.page_html) if no_total else pkg.page_html
         return package_page_html(pkg, with_total=not no_total, recent_versions=self.recent_versions).encode()
 
-    def _listing(self, login: str, kind: OwnerKind, packages: dict[tuple[str, str, str], Package], page: int) -> bytes:
+    def _listing(self, login: str, kind: OwnerKind, page: int) -> bytes:
+        with self._lock:
+            mine = [replace(p) for k, p in self._packages.items() if k[0] == login.casefold()]
         own = sorted(
-            (p for k, p in packages.items() if k[0] == login.casefold()),
+            mine,
             key=lambda p: p.last_published,
             reverse=True,  # GitHub lists the most recently published first
         )
