@@ -60,9 +60,14 @@ class Scraper:
     observe_parse: ParseObserver | None = None
     # Parses in flight: each may use up to wasm_memory_bytes, so this bounds the process's memory.
     parse_slots: asyncio.Semaphore = field(init=False, repr=False)
+    # Packages in progress, in all: one holds its page and parsed page while it waits for a fetch or a
+    # parse, so without a bound 10,000 packages created at once held 10,000 pages (617 MB). A few per
+    # fetch slot keep the fetches busy.
+    package_slots: asyncio.Semaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parse_slots", asyncio.Semaphore(self.settings.max_parses))
+        object.__setattr__(self, "package_slots", asyncio.Semaphore(4 * self.settings.max_concurrency))
 
     async def _parse(self, body: bytes, kind: Kind, expected: type[P]) -> P:
         return (await self._parse_labelled(body, kind, expected))[0]
@@ -95,6 +100,11 @@ class Scraper:
         """One package. The versions list is read when `versions_due`, when the package published since
         `prev` (its last status), or when nothing is known of its versions; else prev's rows stay.
         A suspect total (drift.py) is held back unless it agrees with the one held before or `accept`."""
+        async with self.package_slots:
+            return await self._scrape_package(owner, ref, prev, versions_due, accept)
+
+    async def _scrape_package(self, owner: str, ref: PackageRef, prev: PackageStatus | None,
+                              versions_due: bool, accept: bool) -> status.Outcome:
         url: str | None = None
         try:
             url, body = await self.github.fetch_package_page(owner, ref.name, ref.type, ref.repository)
