@@ -17,6 +17,7 @@ version and the engine settings, and checked with a digest before it is loaded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -342,6 +343,7 @@ class Sandbox:
             from_cache = module is not None
             if module is None:
                 module = wasmtime.Module(engine, wasm)
+                _return_freed_memory()
                 if path is not None:
                     self._write_cache(module, path)
             # Imports are resolved once; each parse only instantiates.
@@ -487,6 +489,13 @@ class Sandbox:
         # Dropping the store closes the guest's files before they are read and removed.
         del store
         return _Run(code, fuel_left, failure, at_limit, instance is not None)
+
+
+def _return_freed_memory() -> None:
+    """Gives the compiler's freed memory back to the system: glibc keeps it otherwise, about 30 MB of
+    the process's resident memory for good. (A no-op without glibc.)"""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _read_text(path: Path, limit: int) -> str:
