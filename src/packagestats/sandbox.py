@@ -518,33 +518,41 @@ class _WorkDirs:
         self._lock = threading.Lock()
         self._free: list[Path] = []
         # Removed at exit too: the list is shared with the finalizer, which must not hold the object.
-        self._finalizer = weakref.finalize(self, _remove_work_dirs, self._free)
+        weakref.finalize(self, _remove_work_dirs, self._free)
 
     @contextlib.contextmanager
     def take(self, page: bytes | None) -> Iterator[Path]:
         with self._lock:
             work = self._free.pop() if self._free else None
-        failed = False
+        work = work or _new_work_dir()
+        kept = True
         try:
-            if work is None:
-                work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
-                (work / _PAGE_DIR).mkdir()
             if page is not None:
                 (work / _PAGE_DIR / _PAGE_NAME).write_bytes(page)
             yield work
         except OSError:
-            failed = True
+            kept = False
             raise
         finally:
-            if work is not None and failed:
-                _remove_work_dirs([work])
-            elif work is not None:
+            if kept:
                 with self._lock:
                     self._free.append(work)
+            else:
+                _remove_work_dirs([work])
 
     def close(self) -> None:
         with self._lock:
             _remove_work_dirs(self._free)
+
+
+def _new_work_dir() -> Path:
+    work = Path(tempfile.mkdtemp(prefix="packagestats-page-"))
+    try:
+        (work / _PAGE_DIR).mkdir()
+    except OSError:
+        _remove_work_dirs([work])
+        raise
+    return work
 
 
 def _remove_work_dirs(dirs: list[Path]) -> None:
