@@ -65,8 +65,8 @@ def test_a_new_parser_through_flux_without_a_restart(kube: E2ECluster, flux_syst
         # Ask for a scrape once the module is in use (its compile takes a second or more): an earlier
         # scrape would rightly use the old one.
         hi.wait_for("the new module to be in use", lambda: any(
-            e["reason"] == "ParserLoaded" and f"@{want}" in e["message"] for e in kube.kubectl_json(
-                "get", "events", "-n", NS, "--field-selector", "involvedObject.name=parser")["items"]), 120)
+            reason == "ParserLoaded" and f"@{want}" in message
+            for reason, message in kube.events(NS, "parser", "OCIRepository")), 120)
         kube.kubectl("annotate", "packagestats", "headscale", "-n", namespace, "--overwrite",
                      f"packagestats.dev/requestedAt={time.time()}")
         hi.wait_for("the counts to come from the new module",

@@ -87,8 +87,7 @@ def test_a_new_parser_and_a_drifted_page(crd: Cluster, namespace: str, github: F
         assert obj["status"]["totalDownloads"] == REAL_TOTAL
         c = condition(obj, "MarkupSuspect")
         assert c is not None and "TotalDecreased: total 248 is below the last good total 1418338" in c["message"]
-        reasons = [e["reason"] for e in crd.kubectl_json("get", "events", "-n", namespace, "--field-selector",
-                                                          "involvedObject.name=headscale")["items"]]
+        reasons = [reason for reason, _ in crd.events(namespace, "headscale")]
         assert "MarkupSuspect" in reasons
 
         # The user accepts it.

@@ -93,12 +93,6 @@ spec: {{interval: 1m, url: "oci://127.0.0.1:5000/packagestats/parser", ref: {{ta
     return name
 
 
-def events(kube: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
-    items = kube.kubectl_json("-n", namespace, "get", "events", "--field-selector",
-                              f"involvedObject.name={name},involvedObject.kind=OCIRepository")["items"]
-    return [(e["reason"], e["message"]) for e in items]
-
-
 async def test_following_an_ocirepository(kube: Cluster, namespace: str, repository: str, artifacts: Artifacts,
                                           tmp_path: Path) -> None:
     sandbox = Sandbox(fuel=2_000_000_000, memory_bytes=256 << 20, timeout_seconds=5.0, cache_dir=tmp_path / "c")
@@ -168,10 +162,10 @@ async def test_following_an_ocirepository(kube: Cluster, namespace: str, reposit
         assert sandbox.info.digest == "sha256:" + hashlib.sha256(better).hexdigest()
         assert follower.refused is None
 
-    reasons = [r for r, _ in events(kube, namespace, repository)]
-    assert reasons.count("ParserLoaded") == 2
+    events = kube.events(namespace, repository, "OCIRepository")
+    assert [r for r, _ in events].count("ParserLoaded") == 2
     for reason in ("NoArtifact", "InterfaceMismatch", "DigestMismatch", "SelfTestFailed", "NoSelfTest"):
-        assert any(reason in m for r, m in events(kube, namespace, repository) if r == "ParserRefused"), reason
+        assert any(reason in m for r, m in events if r == "ParserRefused"), reason
     value = metrics.registry.get_sample_value("packagestats_parser_refused_total",
                                               {"source": source.name, "reason": "InterfaceMismatch"})
     assert value == 1.0

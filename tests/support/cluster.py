@@ -49,6 +49,12 @@ class Cluster:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
+    def events(self, namespace: str, name: str, kind: str | None = None) -> list[tuple[str, str]]:
+        """(reason, message) of the Events about the object `name` (of `kind`, when given)."""
+        selector = f"involvedObject.name={name}" + (f",involvedObject.kind={kind}" if kind else "")
+        items = self.kubectl_json("get", "events", "-n", namespace, "--field-selector", selector)["items"]
+        return [(e["reason"], e["message"]) for e in items]
+
     def api_client(self) -> kubernetes.client.ApiClient:
         client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
             config_file=str(self.kubeconfig))
